@@ -1,0 +1,234 @@
+//! The statement AST produced by [`crate::sql::parser`] and consumed by the executor.
+//!
+//! Identifiers are normalised by the parser: unquoted names are upper-cased (as solidDB
+//! does), quoted names (`"MixedCase"`) keep their spelling. So the executor compares names
+//! with plain `==`.
+
+use crate::sql::value::SqlType;
+
+/// One parsed statement. Each kind is its own type (conventions §11).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    CreateTable(CreateTable),
+    DropTable(DropTable),
+    AlterTableAddColumn(AlterTableAddColumn),
+    Insert(Insert),
+    Select(Select),
+    Update(Update),
+    Delete(Delete),
+    CreateUser(CreateUser),
+    DropUser(DropUser),
+    GrantAdmin(GrantAdmin),
+    /// `ADMIN COMMAND 'text'`: the text is interpreted by the server.
+    AdminCommand(AdminCommand),
+}
+
+/// `CREATE TABLE t (col type [NOT NULL] [PRIMARY KEY], …, [PRIMARY KEY (a, b)])`
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Primary key column names, in key order; empty when the table has none.
+    /// A column-level `PRIMARY KEY` is folded in here by the parser.
+    pub primary_key: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub sql_type: SqlType,
+    /// `NOT NULL` was given (primary key columns are NOT NULL regardless).
+    pub not_null: bool,
+}
+
+/// `DROP TABLE t`
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropTable {
+    pub name: String,
+}
+
+/// `ALTER TABLE t ADD [COLUMN] col type [NOT NULL]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterTableAddColumn {
+    pub table: String,
+    pub column: ColumnDef,
+}
+
+/// `INSERT INTO t [(cols)] VALUES (…), (…)`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Insert {
+    pub table: String,
+    /// Explicit column list; `None` means all columns in table order.
+    pub columns: Option<Vec<String>>,
+    /// One entry per row; each row is a list of expressions (no column references).
+    pub rows: Vec<Vec<Expr>>,
+}
+
+/// `SELECT items FROM t [WHERE e] [ORDER BY …] [LIMIT n]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    pub items: Vec<SelectItem>,
+    pub from: String,
+    pub filter: Option<Expr>,
+    pub order_by: Vec<OrderBy>,
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SelectItem {
+    /// `*`
+    Wildcard,
+    /// An expression with an optional `AS alias`.
+    Expr { expr: Expr, alias: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderBy {
+    pub expr: Expr,
+    pub descending: bool,
+}
+
+/// `UPDATE t SET a = e, … [WHERE e]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub table: String,
+    pub assignments: Vec<(String, Expr)>,
+    pub filter: Option<Expr>,
+}
+
+/// `DELETE FROM t [WHERE e]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delete {
+    pub table: String,
+    pub filter: Option<Expr>,
+}
+
+/// `CREATE USER u IDENTIFIED BY 'pw'`
+#[derive(Clone, PartialEq)]
+pub struct CreateUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for CreateUser {
+    // Never print a password, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `DROP USER u`
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropUser {
+    pub name: String,
+}
+
+/// `GRANT ADMIN TO u`
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantAdmin {
+    pub user: String,
+}
+
+/// `ADMIN COMMAND 'text'`
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminCommand {
+    pub command: String,
+}
+
+/// A scalar expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Literal(Literal),
+    /// A column reference (normalised name).
+    Column(String),
+    Unary {
+        op: UnaryOp,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    /// `expr IS [NOT] NULL`
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    /// `COUNT(*)` (arg `None`), `COUNT(e)`, `SUM(e)`, `MIN(e)`, `MAX(e)`, `AVG(e)`.
+    Aggregate {
+        func: AggregateFunc,
+        arg: Option<Box<Expr>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Null,
+    /// An integer literal that fits in i64.
+    Integer(i64),
+    /// A literal with a decimal point or exponent.
+    Float(f64),
+    String(String),
+    Boolean(bool),
+    /// `TIMESTAMP 'YYYY-MM-DD[ HH:MM:SS[.ffffff]]'`, as microseconds since the epoch.
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    And,
+    Or,
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFunc {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+impl AggregateFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunc::Count => "COUNT",
+            AggregateFunc::Sum => "SUM",
+            AggregateFunc::Min => "MIN",
+            AggregateFunc::Max => "MAX",
+            AggregateFunc::Avg => "AVG",
+        }
+    }
+}
+
+impl Expr {
+    /// Whether the expression contains an aggregate anywhere.
+    pub fn has_aggregate(&self) -> bool {
+        match self {
+            Expr::Aggregate { .. } => true,
+            Expr::Literal(_) | Expr::Column(_) => false,
+            Expr::Unary { expr, .. } | Expr::IsNull { expr, .. } => expr.has_aggregate(),
+            Expr::Binary { left, right, .. } => left.has_aggregate() || right.has_aggregate(),
+        }
+    }
+}
