@@ -1,1 +1,335 @@
-//! (in progress)
+//! The storage engine of a node: statement execution over the transaction log and the
+//! database file.
+//!
+//! Write path (one statement at a time, under the writer lock):
+//! 1. take a snapshot that includes every earlier write;
+//! 2. the executor computes the statement's changes (no I/O);
+//! 3. the changes are appended to the transaction log as one record and **fsynced**;
+//! 4. the record is applied to the database file (a non-durable commit);
+//! 5. only then is the statement acknowledged.
+//!
+//! Reads run on their own snapshot without the writer lock. A failure of step 3 or 4 is
+//! fatal: the node stops rather than guess what is durable (the fsyncgate lesson), and the
+//! next start recovers from the log. A checkpoint (a durable commit of the database file)
+//! lets the log drop the records it covers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::auth;
+use crate::error::{SolidError, SolidResult, code};
+use crate::msglog::MessageLog;
+use crate::sql::ast::Statement;
+use crate::sql::exec::{self, Output, SessionUser};
+use crate::storage::db::{Change, Db, DbError, LogRecord, Snapshot, UserRecord};
+use crate::storage::logfs::{DiskFs, LogFs};
+use crate::storage::wal::{Wal, WalError};
+
+/// Log bytes written since the last checkpoint that trigger the next one. Bounds both the
+/// log's size on disk and the replay time after a crash.
+pub const CHECKPOINT_LOG_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A condition that stops the node: its storage can no longer be trusted or written.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Where a node keeps its database: the database file and the transaction log directory.
+#[derive(Debug, Clone)]
+pub struct StoragePaths {
+    pub db_file: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl StoragePaths {
+    /// Whether a database or transaction log is present (an empty `-x gridnode` node has
+    /// neither).
+    pub fn has_database(&self) -> bool {
+        if self.db_file.exists() {
+            return true;
+        }
+        match std::fs::read_dir(&self.log_dir) {
+            Ok(entries) => entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("sol") && name.ends_with(".log")
+            }),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The first admin user of a new database.
+pub struct InitialAdmin {
+    pub user: String,
+    pub password: String,
+}
+
+/// What recovery found, for the message log.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub checkpoint_seq: u64,
+    pub replayed: usize,
+    pub torn_tail: Option<String>,
+    pub created: bool,
+}
+
+type FatalHook = Box<dyn Fn(&str) + Send + Sync>;
+
+pub struct Engine {
+    db: Db,
+    wal: Mutex<Wal>,
+    msglog: Arc<MessageLog>,
+    on_fatal: FatalHook,
+    /// Set once a fatal error happened; every later statement is refused.
+    failed: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("db", &self.db).finish()
+    }
+}
+
+impl Engine {
+    /// Opens the database at `paths`, recovering from the transaction log. When there is no
+    /// database yet, creates one with `admin` (and refuses without it).
+    pub fn open(
+        paths: &StoragePaths,
+        admin: Option<InitialAdmin>,
+        msglog: Arc<MessageLog>,
+    ) -> Result<(Engine, RecoveryReport), EngineError> {
+        let fs: Arc<dyn LogFs> = Arc::new(DiskFs::new(&paths.log_dir).map_err(|e| {
+            EngineError::Setup(format!(
+                "cannot open transaction log directory {}: {e}",
+                paths.log_dir.display()
+            ))
+        })?);
+        Self::open_with(paths.has_database(), &paths.db_file, fs, admin, msglog)
+    }
+
+    /// [`Engine::open`] over any log file system (tests use a fault-injecting one).
+    pub fn open_with(
+        exists: bool,
+        db_file: &Path,
+        fs: Arc<dyn LogFs>,
+        admin: Option<InitialAdmin>,
+        msglog: Arc<MessageLog>,
+    ) -> Result<(Engine, RecoveryReport), EngineError> {
+        if !exists && admin.is_none() {
+            return Err(EngineError::Setup(
+                "no database found: start with -U user -P password to create one".into(),
+            ));
+        }
+        let db = Db::open(db_file)?;
+        let checkpoint_seq = db.snapshot()?.applied_seq()?;
+        let (wal, recovery) = Wal::open(fs, checkpoint_seq)?;
+        let mut report = RecoveryReport {
+            checkpoint_seq,
+            replayed: recovery.records.len(),
+            torn_tail: recovery.torn_tail.as_ref().map(|t| {
+                format!(
+                    "{} bytes of a torn record at offset {} of {}",
+                    t.bytes_dropped, t.offset, t.file
+                )
+            }),
+            created: false,
+        };
+        for (seq, payload) in &recovery.records {
+            let record = LogRecord::decode(payload)?;
+            db.apply(*seq, &record)?;
+        }
+        let engine = Engine {
+            db,
+            wal: Mutex::new(wal),
+            msglog,
+            on_fatal: Box::new(|_| {}),
+            failed: Mutex::new(None),
+        };
+        let has_users = !engine.db.snapshot()?.users()?.is_empty();
+        match (has_users, admin) {
+            (true, _) => {}
+            (false, Some(a)) => {
+                auth::validate_new_password(&a.password)
+                    .map_err(|m| EngineError::Setup(format!("-P: {m}")))?;
+                let record = LogRecord {
+                    changes: vec![Change::PutUser(UserRecord {
+                        name: a.user.to_uppercase(),
+                        password_hash: auth::hash_password(&a.password),
+                        admin: true,
+                    })],
+                };
+                engine.log_and_apply(&record)?;
+                report.created = true;
+            }
+            (false, None) => {
+                return Err(EngineError::Setup(
+                    "the database has no users (its creation did not finish): start with -U user -P password".into(),
+                ));
+            }
+        }
+        if report.replayed > 0 || report.created {
+            engine.checkpoint()?;
+        }
+        Ok((engine, report))
+    }
+
+    /// Calls `hook` once when a fatal storage error happens (the server stops the node).
+    pub fn set_fatal_hook(&mut self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.on_fatal = Box::new(hook);
+    }
+
+    /// Checks a user's credentials. The error never says which of the two was wrong.
+    pub fn authenticate(&self, user: &str, password: &str) -> SolidResult<SessionUser> {
+        let name = user.to_uppercase();
+        let record = self.snapshot()?.user(&name).map_err(storage_error)?;
+        // Verify against a dummy hash for unknown users too, so timing does not reveal
+        // which user names exist.
+        let hash = record
+            .as_ref()
+            .map(|r| r.password_hash.as_str())
+            .unwrap_or(DUMMY_HASH);
+        if auth::verify_password(password, hash) {
+            if let Some(r) = record {
+                return Ok(SessionUser {
+                    name: r.name,
+                    admin: r.admin,
+                });
+            }
+        }
+        Err(SolidError::auth(
+            code::LOGIN_FAILED,
+            "Illegal user name or password",
+        ))
+    }
+
+    /// The current privileges of a logged-in user (a user may have been dropped or granted
+    /// ADMIN since login).
+    pub fn refresh_user(&self, user: &SessionUser) -> SolidResult<SessionUser> {
+        match self.snapshot()?.user(&user.name).map_err(storage_error)? {
+            Some(r) => Ok(SessionUser {
+                name: r.name,
+                admin: r.admin,
+            }),
+            None => Err(SolidError::auth(
+                code::BAD_SESSION,
+                format!("User {} no longer exists", user.name),
+            )),
+        }
+    }
+
+    fn snapshot(&self) -> SolidResult<Snapshot> {
+        self.check_alive()?;
+        self.db.snapshot().map_err(storage_error)
+    }
+
+    fn check_alive(&self) -> SolidResult<()> {
+        match &*self.failed.lock() {
+            None => Ok(()),
+            Some(why) => Err(SolidError::server(
+                code::STORAGE,
+                format!("the node stopped accepting statements after a storage failure: {why}"),
+            )),
+        }
+    }
+
+    /// Executes one statement; a write is durable in the log before this returns `Ok`.
+    pub fn execute(&self, user: &SessionUser, stmt: &Statement) -> SolidResult<Output> {
+        if matches!(stmt, Statement::Select(_)) {
+            return exec::execute(&self.snapshot()?, user, stmt);
+        }
+        let wal = self.wal.lock();
+        let output = exec::execute(&self.snapshot()?, user, stmt)?;
+        if let Output::Write { changes, .. } = &output {
+            if !changes.is_empty() {
+                let record = LogRecord {
+                    changes: changes.clone(),
+                };
+                self.log_and_apply_locked(wal, &record)
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
+        Ok(output)
+    }
+
+    fn log_and_apply(&self, record: &LogRecord) -> Result<(), EngineError> {
+        self.log_and_apply_locked(self.wal.lock(), record)
+    }
+
+    fn log_and_apply_locked(
+        &self,
+        mut wal: parking_lot::MutexGuard<'_, Wal>,
+        record: &LogRecord,
+    ) -> Result<(), EngineError> {
+        let seq = wal.append_sync(&record.encode())?;
+        self.db.apply(seq, record)?;
+        if wal.bytes_since_release() >= CHECKPOINT_LOG_BYTES {
+            self.checkpoint_locked(&mut wal)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the database file durable and lets the log drop what it covers.
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        let mut wal = self.wal.lock();
+        self.checkpoint_locked(&mut wal)
+    }
+
+    fn checkpoint_locked(&self, wal: &mut Wal) -> Result<(), EngineError> {
+        let seq = self.db.checkpoint()?;
+        wal.release_through(seq)?;
+        self.msglog.info(format!(
+            "checkpoint: database file durable through log record {seq}"
+        ));
+        Ok(())
+    }
+
+    /// Records a fatal error, tells the hook, and returns the error to report.
+    fn fail(&self, e: EngineError) -> SolidError {
+        let why = e.to_string();
+        let first = {
+            let mut failed = self.failed.lock();
+            let first = failed.is_none();
+            if first {
+                *failed = Some(why.clone());
+            }
+            first
+        };
+        if first {
+            self.msglog
+                .error(format!("storage failure, the node stops: {why}"));
+            (self.on_fatal)(&why);
+        }
+        SolidError::server(code::STORAGE, format!("storage failure: {why}"))
+    }
+
+    /// Checkpoints before a clean stop.
+    pub fn close(&self) -> Result<(), EngineError> {
+        if self.failed.lock().is_some() {
+            return Ok(());
+        }
+        self.checkpoint()
+    }
+}
+
+fn storage_error(e: DbError) -> SolidError {
+    SolidError::server(code::STORAGE, e.to_string())
+}
+
+/// A valid argon2id hash of a random string, verified against for unknown users.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29saWRncmlkZHVtbXk$3H6r8nY0zqK3b5lR0i9Sx5XJm3bqO1wq4x2dEXrLq0Q";
+
+impl Engine {
+    /// Why the engine stopped accepting statements, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
+}

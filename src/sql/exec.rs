@@ -1,1 +1,1023 @@
-//! (in progress)
+//! The statement executor: turns a parsed statement and a consistent read view of the
+//! database into either a result set (queries) or a list of [`Change`]s (writes).
+//!
+//! It does no I/O of its own and never writes: the engine logs the changes durably, applies
+//! them, and only then acknowledges. That keeps every statement atomic (one log record) and
+//! makes the executor testable against any snapshot.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use crate::auth;
+use crate::error::{SolidError, SolidResult, code};
+use crate::sql::ast::{
+    AggregateFunc, AlterTableAddColumn, BinaryOp, ColumnDef, CreateTable, CreateUser, Delete,
+    DropTable, DropUser, Expr, GrantAdmin, Insert, Literal, Select, SelectItem, Statement, UnaryOp,
+    Update,
+};
+use crate::sql::value::{SqlType, Value};
+use crate::storage::db::{Change, ColumnMeta, DbError, Snapshot, TableDef, UserRecord};
+
+/// Most columns a table may have.
+pub const MAX_COLUMNS: usize = 1000;
+/// Most rows one INSERT may carry; bounds the size of one log record.
+pub const MAX_INSERT_ROWS: usize = 100_000;
+
+/// Who runs the statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// What a statement produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A query result.
+    Rows {
+        columns: Vec<(String, String)>,
+        rows: Vec<Vec<Value>>,
+    },
+    /// Changes to log and apply, with the summary to report once they are durable.
+    Write {
+        changes: Vec<Change>,
+        rows_affected: u64,
+    },
+}
+
+fn storage(e: DbError) -> SolidError {
+    SolidError::server(code::STORAGE, e.to_string())
+}
+
+fn require_admin(user: &SessionUser, what: &str) -> SolidResult<()> {
+    if user.admin {
+        Ok(())
+    } else {
+        Err(SolidError::not_permitted(what))
+    }
+}
+
+fn table_not_found(name: &str) -> SolidError {
+    SolidError::table(
+        code::TABLE_NOT_FOUND,
+        format!("Table {name} does not exist"),
+    )
+}
+
+fn get_table(snap: &Snapshot, name: &str) -> SolidResult<TableDef> {
+    snap.table(name)
+        .map_err(storage)?
+        .ok_or_else(|| table_not_found(name))
+}
+
+/// Executes one statement against `snap`. `ADMIN COMMAND` is the server's business and is
+/// refused here.
+pub fn execute(snap: &Snapshot, user: &SessionUser, stmt: &Statement) -> SolidResult<Output> {
+    match stmt {
+        Statement::CreateTable(s) => create_table(snap, user, s),
+        Statement::DropTable(s) => drop_table(snap, user, s),
+        Statement::AlterTableAddColumn(s) => add_column(snap, user, s),
+        Statement::Insert(s) => insert(snap, s),
+        Statement::Select(s) => select(snap, s),
+        Statement::Update(s) => update(snap, s),
+        Statement::Delete(s) => delete(snap, s),
+        Statement::CreateUser(s) => create_user(snap, user, s),
+        Statement::DropUser(s) => drop_user(snap, user, s),
+        Statement::GrantAdmin(s) => grant_admin(snap, user, s),
+        Statement::AdminCommand(_) => Err(SolidError::server(
+            code::UNKNOWN_ADMIN_COMMAND,
+            "ADMIN COMMAND is handled by the server",
+        )),
+    }
+}
+
+fn column_meta(c: &ColumnDef) -> ColumnMeta {
+    ColumnMeta {
+        name: c.name.clone(),
+        sql_type: c.sql_type,
+        not_null: c.not_null,
+    }
+}
+
+fn create_table(snap: &Snapshot, user: &SessionUser, s: &CreateTable) -> SolidResult<Output> {
+    require_admin(user, "CREATE TABLE")?;
+    if snap.table(&s.name).map_err(storage)?.is_some() {
+        return Err(SolidError::table(
+            code::TABLE_EXISTS,
+            format!("Table {} already exists", s.name),
+        ));
+    }
+    if s.columns.is_empty() || s.columns.len() > MAX_COLUMNS {
+        return Err(SolidError::table(
+            code::BAD_TABLE_DEFINITION,
+            format!("a table needs 1 to {MAX_COLUMNS} columns"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for c in &s.columns {
+        if !seen.insert(c.name.as_str()) {
+            return Err(SolidError::table(
+                code::DUPLICATE_COLUMN,
+                format!("Column {} is defined twice in table {}", c.name, s.name),
+            ));
+        }
+    }
+    let mut columns: Vec<ColumnMeta> = s.columns.iter().map(column_meta).collect();
+    let mut primary_key = Vec::with_capacity(s.primary_key.len());
+    for name in &s.primary_key {
+        let Some(i) = columns.iter().position(|c| &c.name == name) else {
+            return Err(SolidError::table(
+                code::COLUMN_NOT_FOUND,
+                format!(
+                    "Primary key column {name} is not a column of table {}",
+                    s.name
+                ),
+            ));
+        };
+        if primary_key.contains(&i) {
+            return Err(SolidError::table(
+                code::BAD_TABLE_DEFINITION,
+                format!("Column {name} appears twice in the primary key"),
+            ));
+        }
+        columns[i].not_null = true;
+        primary_key.push(i);
+    }
+    let def = TableDef {
+        id: snap.next_table_id().map_err(storage)?,
+        name: s.name.clone(),
+        columns,
+        primary_key,
+    };
+    Ok(Output::Write {
+        changes: vec![Change::CreateTable(def)],
+        rows_affected: 0,
+    })
+}
+
+fn drop_table(snap: &Snapshot, user: &SessionUser, s: &DropTable) -> SolidResult<Output> {
+    require_admin(user, "DROP TABLE")?;
+    let def = get_table(snap, &s.name)?;
+    Ok(Output::Write {
+        changes: vec![Change::DropTable {
+            name: def.name,
+            id: def.id,
+        }],
+        rows_affected: 0,
+    })
+}
+
+fn add_column(snap: &Snapshot, user: &SessionUser, s: &AlterTableAddColumn) -> SolidResult<Output> {
+    require_admin(user, "ALTER TABLE")?;
+    let mut def = get_table(snap, &s.table)?;
+    if def.column_index(&s.column.name).is_some() {
+        return Err(SolidError::table(
+            code::DUPLICATE_COLUMN,
+            format!(
+                "Column {} already exists in table {}",
+                s.column.name, s.table
+            ),
+        ));
+    }
+    if def.columns.len() >= MAX_COLUMNS {
+        return Err(SolidError::table(
+            code::BAD_TABLE_DEFINITION,
+            format!("a table has at most {MAX_COLUMNS} columns"),
+        ));
+    }
+    if s.column.not_null {
+        let has_rows = snap
+            .for_each_row(&def, |_, _| ControlFlow::Break(()))
+            .map_err(storage)?
+            .is_some();
+        if has_rows {
+            return Err(SolidError::table(
+                code::NOT_NULL_VIOLATION,
+                format!(
+                    "cannot add NOT NULL column {} to table {}: it has rows, which would hold NULL",
+                    s.column.name, s.table
+                ),
+            ));
+        }
+    }
+    def.columns.push(column_meta(&s.column));
+    Ok(Output::Write {
+        changes: vec![Change::AlterTable(def)],
+        rows_affected: 0,
+    })
+}
+
+/// Coerces a full row to the table's types and checks NOT NULL.
+fn check_row(def: &TableDef, row: Vec<Value>) -> SolidResult<Vec<Value>> {
+    row.into_iter()
+        .zip(&def.columns)
+        .map(|(v, c)| {
+            let v = v.coerce_to(c.sql_type, &c.name)?;
+            if v.is_null() && c.not_null {
+                return Err(SolidError::table(
+                    code::NOT_NULL_VIOLATION,
+                    format!("Column {} of table {} cannot be NULL", c.name, def.name),
+                ));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+fn duplicate_key(def: &TableDef, row: &[Value]) -> SolidError {
+    let key: Vec<String> = def.primary_key.iter().map(|&i| row[i].literal()).collect();
+    SolidError::table(
+        code::DUPLICATE_KEY,
+        format!(
+            "Unique constraint violation: primary key ({}) already exists in table {}",
+            key.join(", "),
+            def.name
+        ),
+    )
+}
+
+fn insert(snap: &Snapshot, s: &Insert) -> SolidResult<Output> {
+    let def = get_table(snap, &s.table)?;
+    if s.rows.len() > MAX_INSERT_ROWS {
+        return Err(SolidError::server(
+            code::TOO_LARGE,
+            format!("one INSERT may carry at most {MAX_INSERT_ROWS} rows"),
+        ));
+    }
+    let targets: Vec<usize> = match &s.columns {
+        None => (0..def.columns.len()).collect(),
+        Some(names) => {
+            let mut idx = Vec::with_capacity(names.len());
+            for n in names {
+                let i = def
+                    .column_index(n)
+                    .ok_or_else(|| column_not_found(n, &def))?;
+                if idx.contains(&i) {
+                    return Err(SolidError::table(
+                        code::DUPLICATE_COLUMN,
+                        format!("Column {n} is listed twice"),
+                    ));
+                }
+                idx.push(i);
+            }
+            idx
+        }
+    };
+    let mut changes = Vec::with_capacity(s.rows.len());
+    let mut keys = HashSet::new();
+    for (ordinal, exprs) in s.rows.iter().enumerate() {
+        if exprs.len() != targets.len() {
+            return Err(SolidError::table(
+                code::VALUE_COUNT,
+                format!(
+                    "row {} has {} values for {} columns",
+                    ordinal + 1,
+                    exprs.len(),
+                    targets.len()
+                ),
+            ));
+        }
+        let mut row = vec![Value::Null; def.columns.len()];
+        for (e, &i) in exprs.iter().zip(&targets) {
+            row[i] = eval_constant(e)?;
+        }
+        let row = check_row(&def, row)?;
+        if def.primary_key.is_empty() {
+            changes.push(Change::InsertAutoKey {
+                table_id: def.id,
+                ordinal: ordinal as u32,
+                row,
+            });
+        } else {
+            let key = def.key_of(&row);
+            if !keys.insert(key.clone()) || snap.row(&def, &key).map_err(storage)?.is_some() {
+                return Err(duplicate_key(&def, &row));
+            }
+            changes.push(Change::PutRow {
+                table_id: def.id,
+                key,
+                row,
+            });
+        }
+    }
+    let n = changes.len() as u64;
+    Ok(Output::Write {
+        changes,
+        rows_affected: n,
+    })
+}
+
+fn column_not_found(name: &str, def: &TableDef) -> SolidError {
+    SolidError::table(
+        code::COLUMN_NOT_FOUND,
+        format!("Column {name} not found in table {}", def.name),
+    )
+}
+
+/// Rows of `def` for which `filter` holds, with their keys.
+fn matching_rows(
+    snap: &Snapshot,
+    def: &TableDef,
+    filter: Option<&Expr>,
+) -> SolidResult<Vec<(Vec<u8>, Vec<Value>)>> {
+    if let Some(f) = filter {
+        check_columns(f, def)?;
+        if f.has_aggregate() {
+            return Err(SolidError::syntax(
+                "aggregate functions are not allowed in WHERE",
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    let mut failure = None;
+    snap.for_each_row(def, |key, row| {
+        let keep = match filter {
+            None => Ok(true),
+            Some(f) => eval(f, def, &row).and_then(|v| truth(&v, "WHERE")),
+        };
+        match keep {
+            Ok(true) => {
+                out.push((key.to_vec(), row));
+                ControlFlow::Continue(())
+            }
+            Ok(false) => ControlFlow::Continue(()),
+            Err(e) => {
+                failure = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })
+    .map_err(storage)?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn update(snap: &Snapshot, s: &Update) -> SolidResult<Output> {
+    let def = get_table(snap, &s.table)?;
+    let mut assignments = Vec::with_capacity(s.assignments.len());
+    for (name, e) in &s.assignments {
+        let i = def
+            .column_index(name)
+            .ok_or_else(|| column_not_found(name, &def))?;
+        check_columns(e, &def)?;
+        if e.has_aggregate() {
+            return Err(SolidError::syntax(
+                "aggregate functions are not allowed in SET",
+            ));
+        }
+        if assignments.iter().any(|(j, _)| *j == i) {
+            return Err(SolidError::table(
+                code::DUPLICATE_COLUMN,
+                format!("Column {name} is assigned twice"),
+            ));
+        }
+        assignments.push((i, e));
+    }
+    let matched = matching_rows(snap, &def, s.filter.as_ref())?;
+    let mut updated = Vec::with_capacity(matched.len());
+    for (key, old) in matched {
+        let mut new = old.clone();
+        for (i, e) in &assignments {
+            new[*i] = eval(e, &def, &old)?;
+        }
+        updated.push((key, check_row(&def, new)?));
+    }
+    // A primary-key change moves the row: delete every moved row's old key first, then put
+    // the new rows, refusing a key that a row not being updated still holds.
+    let old_keys: HashSet<&[u8]> = updated.iter().map(|(k, _)| k.as_slice()).collect();
+    let mut new_keys = HashSet::new();
+    let mut deletes = Vec::new();
+    let mut puts = Vec::with_capacity(updated.len());
+    for (old_key, row) in &updated {
+        let key = if def.primary_key.is_empty() {
+            old_key.clone()
+        } else {
+            def.key_of(row)
+        };
+        if !new_keys.insert(key.clone()) {
+            return Err(duplicate_key(&def, row));
+        }
+        if key != *old_key {
+            if !old_keys.contains(key.as_slice())
+                && snap.row(&def, &key).map_err(storage)?.is_some()
+            {
+                return Err(duplicate_key(&def, row));
+            }
+            deletes.push(Change::DeleteRow {
+                table_id: def.id,
+                key: old_key.clone(),
+            });
+        }
+        puts.push(Change::PutRow {
+            table_id: def.id,
+            key,
+            row: row.clone(),
+        });
+    }
+    let n = puts.len() as u64;
+    deletes.extend(puts);
+    Ok(Output::Write {
+        changes: deletes,
+        rows_affected: n,
+    })
+}
+
+fn delete(snap: &Snapshot, s: &Delete) -> SolidResult<Output> {
+    let def = get_table(snap, &s.table)?;
+    let changes: Vec<Change> = matching_rows(snap, &def, s.filter.as_ref())?
+        .into_iter()
+        .map(|(key, _)| Change::DeleteRow {
+            table_id: def.id,
+            key,
+        })
+        .collect();
+    let n = changes.len() as u64;
+    Ok(Output::Write {
+        changes,
+        rows_affected: n,
+    })
+}
+
+fn create_user(snap: &Snapshot, user: &SessionUser, s: &CreateUser) -> SolidResult<Output> {
+    require_admin(user, "CREATE USER")?;
+    if snap.user(&s.name).map_err(storage)?.is_some() {
+        return Err(SolidError::auth(
+            code::USER_EXISTS,
+            format!("User {} already exists", s.name),
+        ));
+    }
+    auth::validate_new_password(&s.password)
+        .map_err(|m| SolidError::auth(code::NOT_PERMITTED, m))?;
+    Ok(Output::Write {
+        changes: vec![Change::PutUser(UserRecord {
+            name: s.name.clone(),
+            password_hash: auth::hash_password(&s.password),
+            admin: false,
+        })],
+        rows_affected: 0,
+    })
+}
+
+fn user_not_found(name: &str) -> SolidError {
+    SolidError::auth(code::USER_NOT_FOUND, format!("User {name} does not exist"))
+}
+
+fn drop_user(snap: &Snapshot, user: &SessionUser, s: &DropUser) -> SolidResult<Output> {
+    require_admin(user, "DROP USER")?;
+    let target = snap
+        .user(&s.name)
+        .map_err(storage)?
+        .ok_or_else(|| user_not_found(&s.name))?;
+    if target.name == user.name {
+        return Err(SolidError::auth(
+            code::LAST_ADMIN,
+            "a user cannot drop itself",
+        ));
+    }
+    if target.admin {
+        let admins = snap
+            .users()
+            .map_err(storage)?
+            .iter()
+            .filter(|u| u.admin)
+            .count();
+        if admins <= 1 {
+            return Err(SolidError::auth(
+                code::LAST_ADMIN,
+                format!("User {} is the last admin user", s.name),
+            ));
+        }
+    }
+    Ok(Output::Write {
+        changes: vec![Change::DropUser {
+            name: s.name.clone(),
+        }],
+        rows_affected: 0,
+    })
+}
+
+fn grant_admin(snap: &Snapshot, user: &SessionUser, s: &GrantAdmin) -> SolidResult<Output> {
+    require_admin(user, "GRANT ADMIN")?;
+    let mut target = snap
+        .user(&s.user)
+        .map_err(storage)?
+        .ok_or_else(|| user_not_found(&s.user))?;
+    target.admin = true;
+    Ok(Output::Write {
+        changes: vec![Change::PutUser(target)],
+        rows_affected: 0,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Queries
+
+fn select(snap: &Snapshot, s: &Select) -> SolidResult<Output> {
+    let def = get_table(snap, &s.from)?;
+    let items = expand_items(&def, &s.items);
+    for (e, _) in &items {
+        check_columns(e, &def)?;
+    }
+    let aggregate = items.iter().any(|(e, _)| e.has_aggregate());
+    let columns: Vec<(String, String)> = items
+        .iter()
+        .map(|(e, name)| (name.clone(), infer_type(e, &def)))
+        .collect();
+    let matched = matching_rows(snap, &def, s.filter.as_ref())?;
+    let mut rows: Vec<Vec<Value>> = if aggregate {
+        for (e, _) in &items {
+            check_aggregate_item(e)?;
+        }
+        let all: Vec<Vec<Value>> = matched.into_iter().map(|(_, r)| r).collect();
+        let row = items
+            .iter()
+            .map(|(e, _)| eval_aggregate(e, &def, &all))
+            .collect::<SolidResult<Vec<_>>>()?;
+        vec![row]
+    } else {
+        let mut keyed = Vec::with_capacity(matched.len());
+        for (_, row) in matched {
+            let projected = items
+                .iter()
+                .map(|(e, _)| eval(e, &def, &row))
+                .collect::<SolidResult<Vec<_>>>()?;
+            let sort_key = s
+                .order_by
+                .iter()
+                .map(|o| order_value(&o.expr, &def, &row, &projected, &items))
+                .collect::<SolidResult<Vec<_>>>()?;
+            keyed.push((sort_key, projected));
+        }
+        if !s.order_by.is_empty() {
+            keyed.sort_by(|(a, _), (b, _)| {
+                for ((x, y), o) in a.iter().zip(b).zip(&s.order_by) {
+                    let ord = x.order_cmp(y);
+                    let ord = if o.descending { ord.reverse() } else { ord };
+                    if ord != Ordering::Equal {
+                        return ord;
+                    }
+                }
+                Ordering::Equal
+            });
+        }
+        keyed.into_iter().map(|(_, r)| r).collect()
+    };
+    if let Some(limit) = s.limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(Output::Rows { columns, rows })
+}
+
+/// Select items with `*` expanded, each with its output column name.
+fn expand_items(def: &TableDef, items: &[SelectItem]) -> Vec<(Expr, String)> {
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Wildcard => out.extend(
+                def.columns
+                    .iter()
+                    .map(|c| (Expr::Column(c.name.clone()), c.name.clone())),
+            ),
+            SelectItem::Expr { expr, alias } => {
+                let name = alias.clone().unwrap_or_else(|| expr_text(expr));
+                out.push((expr.clone(), name));
+            }
+        }
+    }
+    out
+}
+
+/// A sort key: a table column, else a select-list alias, else `ORDER BY n` (1-based).
+fn order_value(
+    e: &Expr,
+    def: &TableDef,
+    row: &[Value],
+    projected: &[Value],
+    items: &[(Expr, String)],
+) -> SolidResult<Value> {
+    match e {
+        Expr::Column(name) if def.column_index(name).is_none() => items
+            .iter()
+            .position(|(_, n)| n == name)
+            .map(|i| projected[i].clone())
+            .ok_or_else(|| column_not_found(name, def)),
+        Expr::Literal(Literal::Integer(n)) => usize::try_from(*n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| projected.get(i).cloned())
+            .ok_or_else(|| {
+                SolidError::syntax(format!("ORDER BY position {n} is not in the select list"))
+            }),
+        _ => {
+            check_columns(e, def)?;
+            eval(e, def, row)
+        }
+    }
+}
+
+fn check_aggregate_item(e: &Expr) -> SolidResult<()> {
+    match e {
+        Expr::Aggregate { .. } | Expr::Literal(_) => Ok(()),
+        Expr::Column(c) => Err(SolidError::syntax(format!(
+            "column {c} must appear inside an aggregate function (there is no GROUP BY)"
+        ))),
+        Expr::Unary { expr, .. } | Expr::IsNull { expr, .. } => check_aggregate_item(expr),
+        Expr::Binary { left, right, .. } => {
+            check_aggregate_item(left)?;
+            check_aggregate_item(right)
+        }
+    }
+}
+
+/// Evaluates an item of an aggregate query over all matching rows.
+fn eval_aggregate(e: &Expr, def: &TableDef, rows: &[Vec<Value>]) -> SolidResult<Value> {
+    match e {
+        Expr::Aggregate { func, arg } => {
+            let values: Vec<Value> = match arg {
+                None => return Ok(Value::Int(rows.len() as i64)),
+                Some(a) => {
+                    if a.has_aggregate() {
+                        return Err(SolidError::syntax("aggregate functions cannot be nested"));
+                    }
+                    let mut vs = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        let v = eval(a, def, r)?;
+                        if !v.is_null() {
+                            vs.push(v);
+                        }
+                    }
+                    vs
+                }
+            };
+            aggregate(*func, values)
+        }
+        Expr::Literal(_) => eval(e, def, &[]),
+        Expr::Unary { op, expr } => unary(*op, eval_aggregate(expr, def, rows)?),
+        Expr::IsNull { expr, negated } => Ok(Value::Bool(
+            eval_aggregate(expr, def, rows)?.is_null() != *negated,
+        )),
+        Expr::Binary { op, left, right } => binary(
+            *op,
+            eval_aggregate(left, def, rows)?,
+            eval_aggregate(right, def, rows)?,
+        ),
+        Expr::Column(_) => unreachable!("rejected by check_aggregate_item"),
+    }
+}
+
+fn aggregate(func: AggregateFunc, values: Vec<Value>) -> SolidResult<Value> {
+    match func {
+        AggregateFunc::Count => Ok(Value::Int(values.len() as i64)),
+        AggregateFunc::Min | AggregateFunc::Max => {
+            let mut best: Option<Value> = None;
+            for v in values {
+                let better = match &best {
+                    None => true,
+                    Some(b) => {
+                        let ord = v.sql_cmp(b).ok_or_else(|| {
+                            SolidError::type_mismatch(format!(
+                                "{} cannot compare {} with {}",
+                                func.name(),
+                                v.literal(),
+                                b.literal()
+                            ))
+                        })?;
+                        if func == AggregateFunc::Min {
+                            ord == Ordering::Less
+                        } else {
+                            ord == Ordering::Greater
+                        }
+                    }
+                };
+                if better {
+                    best = Some(v);
+                }
+            }
+            Ok(best.unwrap_or(Value::Null))
+        }
+        AggregateFunc::Sum | AggregateFunc::Avg => {
+            if values.is_empty() {
+                return Ok(Value::Null);
+            }
+            let n = values.len();
+            let mut sum = Value::Int(0);
+            for v in values {
+                if !matches!(v, Value::Int(_) | Value::Double(_)) {
+                    return Err(SolidError::type_mismatch(format!(
+                        "{} needs numbers, got {}",
+                        func.name(),
+                        v.literal()
+                    )));
+                }
+                sum = binary(BinaryOp::Add, sum, v)?;
+            }
+            if func == AggregateFunc::Sum {
+                return Ok(sum);
+            }
+            let total = match sum {
+                Value::Int(i) => i as f64,
+                Value::Double(d) => d,
+                _ => unreachable!("sum of numbers is a number"),
+            };
+            Ok(Value::Double(total / n as f64))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Expressions
+
+/// Refuses references to columns the table does not have, before any row is read.
+fn check_columns(e: &Expr, def: &TableDef) -> SolidResult<()> {
+    match e {
+        Expr::Column(c) => def
+            .column_index(c)
+            .map(|_| ())
+            .ok_or_else(|| column_not_found(c, def)),
+        Expr::Literal(_) => Ok(()),
+        Expr::Unary { expr, .. } | Expr::IsNull { expr, .. } => check_columns(expr, def),
+        Expr::Binary { left, right, .. } => {
+            check_columns(left, def)?;
+            check_columns(right, def)
+        }
+        Expr::Aggregate { arg, .. } => arg.as_deref().map_or(Ok(()), |a| check_columns(a, def)),
+    }
+}
+
+/// Evaluates an expression that may not reference columns (INSERT values).
+fn eval_constant(e: &Expr) -> SolidResult<Value> {
+    let empty = TableDef {
+        id: 0,
+        name: String::new(),
+        columns: Vec::new(),
+        primary_key: Vec::new(),
+    };
+    match e {
+        Expr::Column(c) => Err(SolidError::syntax(format!(
+            "column reference {c} is not allowed in VALUES"
+        ))),
+        e if e.has_aggregate() => Err(SolidError::syntax(
+            "aggregate functions are not allowed in VALUES",
+        )),
+        e => eval(e, &empty, &[]),
+    }
+}
+
+fn eval(e: &Expr, def: &TableDef, row: &[Value]) -> SolidResult<Value> {
+    Ok(match e {
+        Expr::Literal(l) => literal(l),
+        Expr::Column(c) => {
+            let i = def
+                .column_index(c)
+                .ok_or_else(|| column_not_found(c, def))?;
+            row.get(i).cloned().unwrap_or(Value::Null)
+        }
+        Expr::Unary { op, expr } => unary(*op, eval(expr, def, row)?)?,
+        Expr::IsNull { expr, negated } => Value::Bool(eval(expr, def, row)?.is_null() != *negated),
+        Expr::Binary { op, left, right } => {
+            // AND/OR short-circuit only where three-valued logic allows.
+            let l = eval(left, def, row)?;
+            match (op, &l) {
+                (BinaryOp::And, Value::Bool(false)) => return Ok(Value::Bool(false)),
+                (BinaryOp::Or, Value::Bool(true)) => return Ok(Value::Bool(true)),
+                _ => {}
+            }
+            binary(*op, l, eval(right, def, row)?)?
+        }
+        Expr::Aggregate { func, .. } => {
+            return Err(SolidError::syntax(format!(
+                "{} is not allowed here",
+                func.name()
+            )));
+        }
+    })
+}
+
+fn literal(l: &Literal) -> Value {
+    match l {
+        Literal::Null => Value::Null,
+        Literal::Integer(i) => Value::Int(*i),
+        Literal::Float(f) => Value::Double(*f),
+        Literal::String(s) => Value::Text(s.clone()),
+        Literal::Boolean(b) => Value::Bool(*b),
+        Literal::Timestamp(t) => Value::Timestamp(*t),
+    }
+}
+
+/// SQL truth of a condition: TRUE passes; FALSE and NULL (unknown) do not.
+fn truth(v: &Value, clause: &str) -> SolidResult<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::Null => Ok(false),
+        other => Err(SolidError::type_mismatch(format!(
+            "{clause} condition must be a boolean, got {}",
+            other.literal()
+        ))),
+    }
+}
+
+fn unary(op: UnaryOp, v: Value) -> SolidResult<Value> {
+    Ok(match (op, v) {
+        (_, Value::Null) => Value::Null,
+        (UnaryOp::Not, Value::Bool(b)) => Value::Bool(!b),
+        (UnaryOp::Neg, Value::Int(i)) => Value::Int(
+            i.checked_neg()
+                .ok_or_else(|| SolidError::table(code::ARITHMETIC, "integer overflow"))?,
+        ),
+        (UnaryOp::Neg, Value::Double(d)) => Value::Double(-d),
+        (op, v) => {
+            return Err(SolidError::type_mismatch(format!(
+                "{} cannot be applied to {}",
+                if op == UnaryOp::Not { "NOT" } else { "unary -" },
+                v.literal()
+            )));
+        }
+    })
+}
+
+fn binary(op: BinaryOp, l: Value, r: Value) -> SolidResult<Value> {
+    use BinaryOp::*;
+    match op {
+        And | Or => {
+            let as_bool = |v: &Value| match v {
+                Value::Bool(b) => Ok(Some(*b)),
+                Value::Null => Ok(None),
+                other => Err(SolidError::type_mismatch(format!(
+                    "{} needs booleans, got {}",
+                    if op == And { "AND" } else { "OR" },
+                    other.literal()
+                ))),
+            };
+            let (a, b) = (as_bool(&l)?, as_bool(&r)?);
+            Ok(match (op, a, b) {
+                (And, Some(false), _) | (And, _, Some(false)) => Value::Bool(false),
+                (And, Some(true), Some(true)) => Value::Bool(true),
+                (Or, Some(true), _) | (Or, _, Some(true)) => Value::Bool(true),
+                (Or, Some(false), Some(false)) => Value::Bool(false),
+                _ => Value::Null,
+            })
+        }
+        Eq | NotEq | Lt | LtEq | Gt | GtEq => {
+            if l.is_null() || r.is_null() {
+                return Ok(Value::Null);
+            }
+            let ord = l.sql_cmp(&r).ok_or_else(|| {
+                SolidError::type_mismatch(format!(
+                    "cannot compare {} with {}",
+                    l.literal(),
+                    r.literal()
+                ))
+            })?;
+            Ok(Value::Bool(match op {
+                Eq => ord == Ordering::Equal,
+                NotEq => ord != Ordering::Equal,
+                Lt => ord == Ordering::Less,
+                LtEq => ord != Ordering::Greater,
+                Gt => ord == Ordering::Greater,
+                _ => ord != Ordering::Less,
+            }))
+        }
+        Add | Sub | Mul | Div => arithmetic(op, l, r),
+    }
+}
+
+fn arithmetic(op: BinaryOp, l: Value, r: Value) -> SolidResult<Value> {
+    let overflow = || SolidError::table(code::ARITHMETIC, "integer overflow");
+    let div_zero = || SolidError::table(code::ARITHMETIC, "division by zero");
+    Ok(match (l, r) {
+        (Value::Null, _) | (_, Value::Null) => Value::Null,
+        (Value::Int(a), Value::Int(b)) => Value::Int(match op {
+            BinaryOp::Add => a.checked_add(b).ok_or_else(overflow)?,
+            BinaryOp::Sub => a.checked_sub(b).ok_or_else(overflow)?,
+            BinaryOp::Mul => a.checked_mul(b).ok_or_else(overflow)?,
+            _ => {
+                if b == 0 {
+                    return Err(div_zero());
+                }
+                a.checked_div(b).ok_or_else(overflow)?
+            }
+        }),
+        (l @ (Value::Int(_) | Value::Double(_)), r @ (Value::Int(_) | Value::Double(_))) => {
+            let f = |v: Value| match v {
+                Value::Int(i) => i as f64,
+                Value::Double(d) => d,
+                _ => unreachable!("matched as a number"),
+            };
+            let (a, b) = (f(l), f(r));
+            let v = match op {
+                BinaryOp::Add => a + b,
+                BinaryOp::Sub => a - b,
+                BinaryOp::Mul => a * b,
+                _ => {
+                    if b == 0.0 {
+                        return Err(div_zero());
+                    }
+                    a / b
+                }
+            };
+            if !v.is_finite() {
+                return Err(SolidError::table(
+                    code::ARITHMETIC,
+                    "floating-point overflow",
+                ));
+            }
+            Value::Double(v)
+        }
+        (l, r) => {
+            return Err(SolidError::type_mismatch(format!(
+                "arithmetic needs numbers, got {} and {}",
+                l.literal(),
+                r.literal()
+            )));
+        }
+    })
+}
+
+/// The result column type shown to clients; best effort for computed expressions.
+fn infer_type(e: &Expr, def: &TableDef) -> String {
+    match e {
+        Expr::Column(c) => def
+            .column_index(c)
+            .map(|i| def.columns[i].sql_type.to_string())
+            .unwrap_or_default(),
+        Expr::Literal(l) => match l {
+            Literal::Null => "NULL".into(),
+            Literal::Integer(_) => SqlType::BigInt.to_string(),
+            Literal::Float(_) => SqlType::Double.to_string(),
+            Literal::String(s) => SqlType::Varchar(s.chars().count().max(1) as u32).to_string(),
+            Literal::Boolean(_) => SqlType::Boolean.to_string(),
+            Literal::Timestamp(_) => SqlType::Timestamp.to_string(),
+        },
+        Expr::IsNull { .. } => SqlType::Boolean.to_string(),
+        Expr::Unary {
+            op: UnaryOp::Not, ..
+        } => SqlType::Boolean.to_string(),
+        Expr::Unary { expr, .. } => infer_type(expr, def),
+        Expr::Binary { op, left, right } => match op {
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {
+                let (a, b) = (infer_type(left, def), infer_type(right, def));
+                if a == "DOUBLE" || b == "DOUBLE" {
+                    SqlType::Double.to_string()
+                } else {
+                    SqlType::BigInt.to_string()
+                }
+            }
+            _ => SqlType::Boolean.to_string(),
+        },
+        Expr::Aggregate { func, arg } => match (func, arg) {
+            (AggregateFunc::Count, _) => SqlType::BigInt.to_string(),
+            (AggregateFunc::Avg, _) => SqlType::Double.to_string(),
+            (AggregateFunc::Sum, Some(a)) => match infer_type(a, def).as_str() {
+                "DOUBLE" => SqlType::Double.to_string(),
+                _ => SqlType::BigInt.to_string(),
+            },
+            (_, Some(a)) => infer_type(a, def),
+            (_, None) => String::new(),
+        },
+    }
+}
+
+/// The text of an expression, used as a result column name.
+pub fn expr_text(e: &Expr) -> String {
+    match e {
+        Expr::Literal(l) => literal(l).literal(),
+        Expr::Column(c) => c.clone(),
+        Expr::Unary {
+            op: UnaryOp::Not,
+            expr,
+        } => format!("NOT {}", expr_text(expr)),
+        Expr::Unary {
+            op: UnaryOp::Neg,
+            expr,
+        } => format!("-{}", expr_text(expr)),
+        Expr::IsNull { expr, negated } => format!(
+            "{} IS {}NULL",
+            expr_text(expr),
+            if *negated { "NOT " } else { "" }
+        ),
+        Expr::Binary { op, left, right } => {
+            let sym = match op {
+                BinaryOp::And => "AND",
+                BinaryOp::Or => "OR",
+                BinaryOp::Eq => "=",
+                BinaryOp::NotEq => "<>",
+                BinaryOp::Lt => "<",
+                BinaryOp::LtEq => "<=",
+                BinaryOp::Gt => ">",
+                BinaryOp::GtEq => ">=",
+                BinaryOp::Add => "+",
+                BinaryOp::Sub => "-",
+                BinaryOp::Mul => "*",
+                BinaryOp::Div => "/",
+            };
+            format!("{} {sym} {}", expr_text(left), expr_text(right))
+        }
+        Expr::Aggregate { func, arg } => match arg {
+            None => format!("{}(*)", func.name()),
+            Some(a) => format!("{}({})", func.name(), expr_text(a)),
+        },
+    }
+}

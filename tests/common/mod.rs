@@ -1,0 +1,269 @@
+//! Shared helpers for the real-process tests: start `solid` in a temporary working
+//! directory on a free loopback port, talk to it with the client library or `solsql`, and
+//! stop it cleanly or with SIGKILL.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use solidgrid::client::{Client, ClientError, ConnectString, QueryResult};
+
+pub const SOLID: &str = env!("CARGO_BIN_EXE_solid");
+pub const SOLSQL: &str = env!("CARGO_BIN_EXE_solsql");
+pub const ADMIN: &str = "DBA";
+pub const ADMIN_PW: &str = "dba-password";
+
+/// How long a node may take to start answering (a debug build on a busy 2-core machine).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A node's working directory and, while it runs, its process.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// A fresh working directory with a `solid.ini` listening on a free loopback port.
+    pub fn new() -> Node {
+        Self::with_ini("")
+    }
+
+    /// Like [`Node::new`], with `extra` appended to `solid.ini` (whole sections).
+    pub fn with_ini(extra: &str) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let node = Node {
+            dir,
+            port,
+            child: None,
+        };
+        node.write_ini(extra);
+        node
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write_ini(&self, extra: &str) {
+        let text = format!(
+            "[Com]\nListen = tcp 127.0.0.1 {}\n\n[Srv]\nName = node{}\n\n{extra}\n",
+            self.port, self.port
+        );
+        std::fs::write(self.dir.path().join("solid.ini"), text).expect("write solid.ini");
+    }
+
+    pub fn connect_string(&self) -> String {
+        format!("tcp 127.0.0.1 {}", self.port)
+    }
+
+    /// Spawns `solid -c DIR ARGS…` without waiting for it.
+    pub fn spawn(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "node already running");
+        let log = std::fs::File::create(self.dir.path().join("stderr.txt")).expect("stderr file");
+        let child = Command::new(SOLID)
+            .arg("-c")
+            .arg(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn solid");
+        self.child = Some(child);
+    }
+
+    /// Starts the node and waits until it answers the status probe.
+    pub fn start(&mut self, args: &[&str]) {
+        self.spawn(args);
+        self.wait_ready();
+    }
+
+    /// Creates a database with the standard admin and waits for the node.
+    pub fn start_new(&mut self) {
+        self.start(&["-U", ADMIN, "-P", ADMIN_PW]);
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "solid exited during start-up with {status}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if rt().block_on(self.try_status()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "solid did not answer within {START_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    async fn try_status(&self) -> bool {
+        let Ok(cs) = ConnectString::parse(&self.connect_string()) else {
+            return false;
+        };
+        match Client::connect(&cs).await {
+            Ok(mut c) => c.status().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        wait_timeout(&mut child, Duration::from_secs(30)).expect("solid stops after SIGTERM")
+    }
+
+    /// Waits for a node that is expected to exit by itself (e.g. a refused start).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        wait_timeout(&mut child, START_TIMEOUT).expect("solid exits")
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.txt")).unwrap_or_default()
+    }
+
+    pub fn msglog(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("solmsg.out")).unwrap_or_default()
+    }
+
+    /// A logged-in client (blocking helpers below).
+    pub fn client(&self) -> SyncClient {
+        self.client_as(ADMIN, ADMIN_PW).expect("login")
+    }
+
+    pub fn client_as(&self, user: &str, password: &str) -> Result<SyncClient, ClientError> {
+        let cs = ConnectString::parse(&self.connect_string()).expect("connect string");
+        rt().block_on(async {
+            let mut c = Client::connect(&cs).await?;
+            c.login(user, password).await?;
+            Ok(SyncClient { inner: c })
+        })
+    }
+
+    /// Runs `solsql -e STATEMENTS` as the admin.
+    pub fn solsql(&self, statements: &str) -> Output {
+        Command::new(SOLSQL)
+            .arg("-e")
+            .arg(statements)
+            .arg(self.connect_string())
+            .arg(ADMIN)
+            .arg(ADMIN_PW)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run solsql")
+    }
+
+    /// Transaction log segment files, in order.
+    pub fn log_segments(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().to_string();
+                n.starts_with("sol") && n.ends_with(".log")
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One runtime per test thread for the blocking helpers.
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    thread_local! {
+        static RT: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+        ));
+    }
+    RT.with(|r| *r)
+}
+
+/// A blocking wrapper over the async client, for tests.
+pub struct SyncClient {
+    pub inner: Client,
+}
+
+impl SyncClient {
+    pub fn execute(&mut self, sql: &str) -> Result<QueryResult, ClientError> {
+        rt().block_on(self.inner.execute(sql))
+    }
+
+    /// Executes and panics with the error text on failure.
+    pub fn ok(&mut self, sql: &str) -> QueryResult {
+        self.execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Executes, expects a failure, and returns its code.
+    pub fn err_code(&mut self, sql: &str) -> u32 {
+        match self.execute(sql) {
+            Ok(r) => panic!("{sql}: expected an error, got {r:?}"),
+            Err(ClientError::Solid(e)) => e.code,
+            Err(e) => panic!("{sql}: expected a SOLID error, got {e}"),
+        }
+    }
+}
+
+/// Appends bytes to a file (used to fake a torn write).
+pub fn append_bytes(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    f.write_all(bytes).expect("append");
+}
