@@ -1,1 +1,1086 @@
-//! (in progress)
+//! The client library: connect strings, a gRPC session with a node, and the conversions
+//! between protobuf messages and domain types that the server shares.
+//!
+//! A [`ConnectString`] follows solidDB: `tcp [host] port` for one node, or
+//! `grid tcp h1 p1, tcp h2 p2, …` for a seed list (design §2, §7.4). For now the client
+//! connects to the first seed that answers; learning the topology and routing statements to
+//! the leader or the primary comes later.
+//!
+//! A [`Client`] owns a tonic `Channel` and, after [`Client::login`], a session token.
+//! [`Client::execute`] reads the reply stream of one statement (an optional `Header`, zero
+//! or more `RowBatch`, then exactly one `Done` or `Error`) and checks that the server kept to
+//! that protocol. A stream that ends without its `Done` or `Error` means the statement's
+//! outcome is unknown, and the error says so. Passwords are never logged.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::error::{ErrorClass, SolidError};
+use crate::pb;
+use crate::pb::solid_client_client::SolidClientClient;
+use crate::sql::value::Value;
+
+/// Bound on establishing the connection to one node (TCP connect plus the HTTP/2
+/// handshake). A node that does not answer within it counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// HTTP/2 keepalive ping interval while a call is in flight. Without keepalive a channel
+/// never notices a silently dead server (ecosystem §10.5), and a long statement would hang.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long an unanswered keepalive ping may stay unanswered before the connection is
+/// declared dead.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Bound on the short calls (status, login, logout). `Execute` has none: a grid statement
+/// such as `ALTER GRID … ADD NODE` may legitimately run for minutes, and keepalive detects
+/// a dead server instead.
+pub const SHORT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest reply message accepted. A `VARCHAR` value may hold 2^20 characters of up to four
+/// bytes each, so tonic's 4 MiB default could refuse a single legal row.
+pub const MAX_REPLY_MESSAGE_BYTES: usize = 32 << 20;
+
+/// One node's address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// The gRPC URI, `http://host:port` (IPv6 literals in brackets).
+    pub fn uri(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Prints the connect-string form, `tcp host port`.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tcp {} {}", self.host, self.port)
+    }
+}
+
+/// A parsed connect string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectString {
+    /// `tcp [host] port`: one node.
+    Tcp(Endpoint),
+    /// `grid tcp h1 p1, tcp h2 p2, …`: a seed list of grid nodes (never empty).
+    Grid(Vec<Endpoint>),
+}
+
+/// The host used when a connect string names only a port.
+pub const DEFAULT_HOST: &str = "localhost";
+
+const EXPECTED_FORMS: &str =
+    "expected \"tcp [host] port\" or \"grid tcp host port, tcp host port, ...\"";
+
+impl ConnectString {
+    /// Parses `tcp [host] port` or `grid tcp h1 p1, tcp h2 p2, …`. Keywords are
+    /// case-insensitive; the error text names the offending part and the accepted forms.
+    pub fn parse(s: &str) -> Result<ConnectString, String> {
+        let text = s.trim();
+        let (first, rest) = split_first_word(text);
+        if first.eq_ignore_ascii_case("tcp") {
+            parse_tcp(text).map(ConnectString::Tcp)
+        } else if first.eq_ignore_ascii_case("grid") {
+            if rest.is_empty() {
+                return Err(format!(
+                    "bad connect string \"{text}\": a grid connect string lists at least one \
+                     node, {EXPECTED_FORMS}"
+                ));
+            }
+            let seeds = rest
+                .split(',')
+                .map(|part| {
+                    let part = part.trim();
+                    if part.is_empty() {
+                        Err(format!(
+                            "bad connect string \"{text}\": empty entry in the seed list, \
+                             {EXPECTED_FORMS}"
+                        ))
+                    } else {
+                        parse_tcp(part)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ConnectString::Grid(seeds))
+        } else if text.is_empty() {
+            Err(format!("empty connect string: {EXPECTED_FORMS}"))
+        } else {
+            Err(format!("bad connect string \"{text}\": {EXPECTED_FORMS}"))
+        }
+    }
+
+    /// The endpoints to try, in order: one for `tcp`, the seed list for `grid`.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        match self {
+            ConnectString::Tcp(e) => std::slice::from_ref(e),
+            ConnectString::Grid(seeds) => seeds,
+        }
+    }
+}
+
+/// Prints the canonical connect string (host always present, single spaces).
+impl fmt::Display for ConnectString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectString::Tcp(e) => write!(f, "{e}"),
+            ConnectString::Grid(seeds) => {
+                f.write_str("grid ")?;
+                for (i, e) in seeds.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn split_first_word(s: &str) -> (&str, &str) {
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim_start()),
+        None => (s, ""),
+    }
+}
+
+/// Parses one `tcp [host] port` entry.
+fn parse_tcp(entry: &str) -> Result<Endpoint, String> {
+    let words: Vec<&str> = entry.split_whitespace().collect();
+    let (host, port) = match words.as_slice() {
+        [kw, port] if kw.eq_ignore_ascii_case("tcp") => (DEFAULT_HOST, *port),
+        [kw, host, port] if kw.eq_ignore_ascii_case("tcp") => (*host, *port),
+        _ => return Err(format!("bad connect string \"{entry}\": {EXPECTED_FORMS}")),
+    };
+    let port = match port.parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => {
+            return Err(format!(
+                "bad port \"{port}\" in connect string \"{entry}\": a port is a number from 1 \
+                 to 65535"
+            ));
+        }
+    };
+    let host_ok = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+    if !host_ok {
+        return Err(format!(
+            "bad host \"{host}\" in connect string \"{entry}\": a host is a name or an IP address"
+        ));
+    }
+    Ok(Endpoint {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// What can go wrong talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered the statement with a user-facing error.
+    #[error(transparent)]
+    Solid(SolidError),
+    /// No node of the connect string (first field) could be reached; the second field
+    /// says why.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, String),
+    /// The connection failed or the server broke the protocol after connecting.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl From<SolidError> for ClientError {
+    fn from(e: SolidError) -> Self {
+        ClientError::Solid(e)
+    }
+}
+
+/// The collected reply to one statement.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryResult {
+    /// Column name and SQL type text (e.g. `VARCHAR(20)`); empty for statements that are
+    /// not queries.
+    pub columns: Vec<(String, String)>,
+    pub rows: Vec<Vec<Value>>,
+    /// Rows inserted, updated or deleted (0 for DDL and queries).
+    pub rows_affected: u64,
+    /// The server's summary, e.g. `Command completed successfully, 3 rows affected.`
+    pub message: String,
+}
+
+/// A connection to one node, and a session once logged in.
+pub struct Client {
+    rpc: SolidClientClient<Channel>,
+    endpoint: Endpoint,
+    session: Option<String>,
+}
+
+/// Shows the endpoint and whether a session is open, never the session token.
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("logged_in", &self.session.is_some())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to the node of a `tcp` connect string, or to the first seed of a `grid`
+    /// connect string that answers within [`CONNECT_TIMEOUT`].
+    pub async fn connect(cs: &ConnectString) -> Result<Client, ClientError> {
+        let mut failures = Vec::new();
+        for endpoint in cs.endpoints() {
+            match connect_channel(endpoint).await {
+                Ok(channel) => {
+                    tracing::debug!(%endpoint, "connected");
+                    let rpc = SolidClientClient::new(channel)
+                        .max_decoding_message_size(MAX_REPLY_MESSAGE_BYTES);
+                    return Ok(Client {
+                        rpc,
+                        endpoint: endpoint.clone(),
+                        session: None,
+                    });
+                }
+                Err(why) => {
+                    tracing::debug!(%endpoint, %why, "connect failed");
+                    failures.push((endpoint, why));
+                }
+            }
+        }
+        let detail = match (cs, failures.as_slice()) {
+            (ConnectString::Tcp(_), [(_, why)]) => why.clone(),
+            _ => failures
+                .iter()
+                .map(|(e, why)| format!("{e}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        Err(ClientError::Connect(cs.to_string(), detail))
+    }
+
+    /// The node this client is connected to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Whether [`Client::login`] succeeded and no logout followed.
+    pub fn is_logged_in(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The node's unauthenticated status probe.
+    pub async fn status(&mut self) -> Result<pb::StatusReply, ClientError> {
+        let reply = self
+            .rpc
+            .status(short_call(pb::StatusRequest {}))
+            .await
+            .map_err(|s| call_failed("status", &s))?;
+        Ok(reply.into_inner())
+    }
+
+    /// Logs in; the session token is kept for the following statements.
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
+        tracing::debug!(user, endpoint = %self.endpoint, "logging in");
+        let request = pb::LoginRequest {
+            user: user.to_string(),
+            password: password.to_string(),
+        };
+        let reply = self
+            .rpc
+            .login(short_call(request))
+            .await
+            .map_err(|s| call_failed("login", &s))?
+            .into_inner();
+        match reply.result {
+            Some(pb::login_reply::Result::Session(token)) => {
+                self.session = Some(token);
+                Ok(())
+            }
+            Some(pb::login_reply::Result::Error(e)) => Err(ClientError::Solid(error_from_pb(e))),
+            None => Err(protocol_violation(
+                "the login reply has neither session nor error",
+            )),
+        }
+    }
+
+    /// Runs one statement (without its `;`) and collects the whole reply.
+    pub async fn execute(&mut self, statement: &str) -> Result<QueryResult, ClientError> {
+        let mut rows = Vec::new();
+        let (columns, rows_affected, message) = self
+            .execute_inner(statement, |_, batch| rows.extend(batch))
+            .await?;
+        Ok(QueryResult {
+            columns,
+            rows,
+            rows_affected,
+            message,
+        })
+    }
+
+    /// Runs one statement and hands each batch of rows to `on_rows` as it arrives, with the
+    /// result's columns, so a large result never sits in memory as a whole. Returns the
+    /// number of rows affected and the server's summary message.
+    pub async fn execute_streaming(
+        &mut self,
+        statement: &str,
+        on_rows: impl FnMut(&[(String, String)], Vec<Vec<Value>>),
+    ) -> Result<(u64, String), ClientError> {
+        let (_, rows_affected, message) = self.execute_inner(statement, on_rows).await?;
+        Ok((rows_affected, message))
+    }
+
+    /// Ends the session. Without a session this does nothing.
+    pub async fn logout(&mut self) -> Result<(), ClientError> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        self.rpc
+            .logout(short_call(pb::LogoutRequest { session }))
+            .await
+            .map_err(|s| call_failed("logout", &s))?;
+        Ok(())
+    }
+
+    /// Drives the reply stream of one statement; returns the columns, rows affected and
+    /// message.
+    async fn execute_inner(
+        &mut self,
+        statement: &str,
+        mut on_rows: impl FnMut(&[(String, String)], Vec<Vec<Value>>),
+    ) -> Result<(Vec<(String, String)>, u64, String), ClientError> {
+        use pb::execute_reply::Part;
+
+        let request = pb::ExecuteRequest {
+            session: self.session.clone().unwrap_or_default(),
+            statement: statement.to_string(),
+        };
+        let mut stream = self
+            .rpc
+            .execute(request)
+            .await
+            .map_err(|s| statement_failed(&s))?
+            .into_inner();
+        let mut columns: Option<Vec<(String, String)>> = None;
+        let mut saw_rows = false;
+        loop {
+            let reply = match stream.message().await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => {
+                    return Err(ClientError::Transport(
+                        "connection lost: outcome unknown (the reply ended before the \
+                         statement finished)"
+                            .to_string(),
+                    ));
+                }
+                Err(s) => return Err(statement_failed(&s)),
+            };
+            match reply.part {
+                Some(Part::Header(h)) => {
+                    if columns.is_some() || saw_rows {
+                        return Err(protocol_violation("a header after the first reply part"));
+                    }
+                    columns = Some(
+                        h.columns
+                            .into_iter()
+                            .map(|c| (c.name, c.sql_type))
+                            .collect(),
+                    );
+                }
+                Some(Part::Rows(batch)) => {
+                    let Some(cols) = columns.as_deref() else {
+                        return Err(protocol_violation("rows without a header"));
+                    };
+                    let mut rows = Vec::with_capacity(batch.rows.len());
+                    for row in batch.rows {
+                        if row.values.len() != cols.len() {
+                            return Err(protocol_violation(&format!(
+                                "a row of {} values for {} columns",
+                                row.values.len(),
+                                cols.len()
+                            )));
+                        }
+                        rows.push(row.values.into_iter().map(value_into_domain).collect());
+                    }
+                    saw_rows = true;
+                    on_rows(cols, rows);
+                }
+                Some(Part::Done(done)) => {
+                    return Ok((
+                        columns.unwrap_or_default(),
+                        done.rows_affected,
+                        done.message,
+                    ));
+                }
+                Some(Part::Error(e)) => return Err(ClientError::Solid(error_from_pb(e))),
+                None => return Err(protocol_violation("an empty reply part")),
+            }
+        }
+    }
+}
+
+/// Opens a channel to one endpoint, or says why not.
+async fn connect_channel(endpoint: &Endpoint) -> Result<Channel, String> {
+    let builder = tonic::transport::Endpoint::from_shared(endpoint.uri())
+        .map_err(|e| error_chain(&e))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(false)
+        .tcp_nodelay(true);
+    // The connect timeout covers the TCP connect only; this one covers the handshake too.
+    match tokio::time::timeout(CONNECT_TIMEOUT, builder.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
+fn short_call<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(SHORT_CALL_TIMEOUT);
+    request
+}
+
+/// An error and its sources as one line, skipping a source whose text repeats its parent's.
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// A gRPC status in one line: its code name, message and underlying cause.
+fn describe_status(s: &tonic::Status) -> String {
+    let mut text = format!("{:?}", s.code());
+    if !s.message().is_empty() {
+        text.push_str(": ");
+        text.push_str(s.message());
+    }
+    if let Some(cause) = s.source() {
+        let cause = error_chain(cause);
+        if !s.message().contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// Whether a status means the call may have reached the server before the connection
+/// failed, rather than the server rejecting it.
+fn is_connection_failure(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted
+    )
+}
+
+/// Maps the failure of a short call (status, login, logout).
+fn call_failed(call: &str, s: &tonic::Status) -> ClientError {
+    if is_connection_failure(s.code()) {
+        ClientError::Transport(format!(
+            "connection lost during {call} ({})",
+            describe_status(s)
+        ))
+    } else {
+        ClientError::Transport(format!(
+            "the server refused {call} ({})",
+            describe_status(s)
+        ))
+    }
+}
+
+/// Maps the failure of an `Execute` call: a broken connection leaves the outcome unknown.
+fn statement_failed(s: &tonic::Status) -> ClientError {
+    if is_connection_failure(s.code()) {
+        ClientError::Transport(format!(
+            "connection lost: outcome unknown ({})",
+            describe_status(s)
+        ))
+    } else {
+        ClientError::Transport(format!(
+            "the server refused the statement ({})",
+            describe_status(s)
+        ))
+    }
+}
+
+fn protocol_violation(what: &str) -> ClientError {
+    ClientError::Transport(format!("protocol violation by the server: {what}"))
+}
+
+/// Converts a wire value to a SQL value; an unset value is NULL.
+pub fn value_from_pb(v: &pb::Value) -> Value {
+    use pb::value::Value as V;
+    match &v.value {
+        None => Value::Null,
+        Some(V::Int(i)) => Value::Int(*i),
+        Some(V::Double(d)) => Value::Double(*d),
+        Some(V::Text(s)) => Value::Text(s.clone()),
+        Some(V::Boolean(b)) => Value::Bool(*b),
+        Some(V::TimestampMicros(t)) => Value::Timestamp(*t),
+    }
+}
+
+/// [`value_from_pb`] for an owned value, without copying text.
+fn value_into_domain(v: pb::Value) -> Value {
+    match v.value {
+        Some(pb::value::Value::Text(s)) => Value::Text(s),
+        _ => value_from_pb(&v),
+    }
+}
+
+/// Converts a SQL value to its wire form; NULL is an unset value.
+pub fn value_to_pb(v: &Value) -> pb::Value {
+    use pb::value::Value as V;
+    let value = match v {
+        Value::Null => None,
+        Value::Int(i) => Some(V::Int(*i)),
+        Value::Double(d) => Some(V::Double(*d)),
+        Value::Text(s) => Some(V::Text(s.clone())),
+        Value::Bool(b) => Some(V::Boolean(*b)),
+        Value::Timestamp(t) => Some(V::TimestampMicros(*t)),
+    };
+    pb::Value { value }
+}
+
+/// Converts a wire error to a [`SolidError`]. An unknown class becomes
+/// [`ErrorClass::Server`]; the code and message are kept as sent.
+pub fn error_from_pb(e: pb::SolidError) -> SolidError {
+    let class = ErrorClass::parse(&e.class).unwrap_or(ErrorClass::Server);
+    SolidError {
+        code: e.code,
+        class,
+        message: e.message,
+    }
+}
+
+/// Converts a [`SolidError`] to its wire form.
+pub fn error_to_pb(e: &SolidError) -> pb::SolidError {
+    pb::SolidError {
+        code: e.code,
+        class: e.class.as_str().to_string(),
+        message: e.message.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::code;
+
+    fn ep(host: &str, port: u16) -> Endpoint {
+        Endpoint {
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn tcp_connect_strings_parse() {
+        assert_eq!(
+            ConnectString::parse("tcp 1315").unwrap(),
+            ConnectString::Tcp(ep("localhost", 1315))
+        );
+        assert_eq!(
+            ConnectString::parse("  TCP   db1.example.com\t2315 ").unwrap(),
+            ConnectString::Tcp(ep("db1.example.com", 2315))
+        );
+        assert_eq!(
+            ConnectString::parse("Tcp 10.0.0.7 1").unwrap(),
+            ConnectString::Tcp(ep("10.0.0.7", 1))
+        );
+        assert_eq!(
+            ConnectString::parse("tcp ::1 1315").unwrap(),
+            ConnectString::Tcp(ep("::1", 1315))
+        );
+    }
+
+    #[test]
+    fn grid_connect_strings_parse() {
+        let cs = ConnectString::parse("grid tcp h1 1315, TCP h2 1316,tcp 1317").unwrap();
+        assert_eq!(
+            cs,
+            ConnectString::Grid(vec![ep("h1", 1315), ep("h2", 1316), ep("localhost", 1317)])
+        );
+        assert_eq!(cs.endpoints().len(), 3);
+        assert_eq!(
+            cs.to_string(),
+            "grid tcp h1 1315, tcp h2 1316, tcp localhost 1317"
+        );
+        assert_eq!(
+            ConnectString::parse("GRID tcp h1 1").unwrap(),
+            ConnectString::Grid(vec![ep("h1", 1)])
+        );
+    }
+
+    #[test]
+    fn bad_connect_strings_are_refused_with_the_reason() {
+        let cases = [
+            ("", "empty connect string"),
+            ("   ", "empty connect string"),
+            ("1315", "expected \"tcp [host] port\""),
+            ("udp h 1315", "expected \"tcp [host] port\""),
+            ("tcp", "expected \"tcp [host] port\""),
+            ("tcp h 1 2", "expected \"tcp [host] port\""),
+            ("tcp h port", "bad port \"port\""),
+            ("tcp h 0", "bad port \"0\""),
+            ("tcp h 65536", "bad port \"65536\""),
+            ("tcp h -1", "bad port \"-1\""),
+            ("tcp h/x 1315", "bad host \"h/x\""),
+            ("grid", "at least one node"),
+            ("grid tcp h1 1,", "empty entry"),
+            ("grid tcp h1 1,, tcp h2 2", "empty entry"),
+            ("grid h1 1", "expected \"tcp [host] port\""),
+            ("grid tcp h1 1 tcp h2 2", "expected \"tcp [host] port\""),
+        ];
+        for (input, expected) in cases {
+            let err = ConnectString::parse(input).unwrap_err();
+            assert!(err.contains(expected), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn endpoint_uri_and_display() {
+        assert_eq!(ep("h", 1315).uri(), "http://h:1315");
+        assert_eq!(ep("::1", 1315).uri(), "http://[::1]:1315");
+        assert_eq!(ep("[::1]", 1315).uri(), "http://[::1]:1315");
+        assert_eq!(ep("h", 1315).to_string(), "tcp h 1315");
+        assert_eq!(
+            ConnectString::parse("tcp 9").unwrap().to_string(),
+            "tcp localhost 9"
+        );
+    }
+
+    #[test]
+    fn values_round_trip_through_protobuf() {
+        for v in [
+            Value::Null,
+            Value::Int(-7),
+            Value::Int(i64::MAX),
+            Value::Double(2.5),
+            Value::Text("it's".into()),
+            Value::Text(String::new()),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Timestamp(-1),
+        ] {
+            assert_eq!(value_from_pb(&value_to_pb(&v)), v);
+            assert_eq!(value_into_domain(value_to_pb(&v)), v);
+        }
+        assert_eq!(value_to_pb(&Value::Null), pb::Value { value: None });
+    }
+
+    #[test]
+    fn errors_round_trip_and_unknown_classes_become_server() {
+        let e = SolidError::grid(code::NOT_LEADER, "run it on the leader n1");
+        assert_eq!(error_from_pb(error_to_pb(&e)), e);
+        let odd = error_from_pb(pb::SolidError {
+            code: 99_999,
+            class: "Martian".into(),
+            message: "?".into(),
+        });
+        assert_eq!(odd.class, ErrorClass::Server);
+        assert_eq!(odd.code, 99_999);
+        assert_eq!(odd.message, "?");
+    }
+
+    /// A tiny in-test server with canned replies, to exercise the stream handling and the
+    /// error mapping without the real node.
+    mod fake {
+        use std::pin::Pin;
+        use std::sync::{Arc, Mutex};
+
+        use tokio_stream::Stream;
+        use tokio_stream::wrappers::TcpListenerStream;
+        use tonic::{Request, Response, Status};
+
+        use crate::pb;
+        use crate::pb::execute_reply::Part;
+        use crate::pb::solid_client_server::{SolidClient, SolidClientServer};
+
+        pub const SESSION: &str = "s-1";
+
+        #[derive(Default)]
+        pub struct Fake {
+            /// Session tokens received by logout.
+            pub logouts: Arc<Mutex<Vec<String>>>,
+        }
+
+        fn part(p: Part) -> Result<pb::ExecuteReply, Status> {
+            Ok(pb::ExecuteReply { part: Some(p) })
+        }
+
+        fn header(cols: &[(&str, &str)]) -> Part {
+            Part::Header(pb::Header {
+                columns: cols
+                    .iter()
+                    .map(|(n, t)| pb::Column {
+                        name: n.to_string(),
+                        sql_type: t.to_string(),
+                    })
+                    .collect(),
+            })
+        }
+
+        fn rows(rows: Vec<Vec<pb::value::Value>>) -> Part {
+            Part::Rows(pb::RowBatch {
+                rows: rows
+                    .into_iter()
+                    .map(|r| pb::Row {
+                        values: r
+                            .into_iter()
+                            .map(|v| pb::Value { value: Some(v) })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+        }
+
+        fn error(code: u32, class: &str, message: &str) -> pb::SolidError {
+            pb::SolidError {
+                code,
+                class: class.into(),
+                message: message.into(),
+            }
+        }
+
+        #[tonic::async_trait]
+        impl SolidClient for Fake {
+            async fn login(
+                &self,
+                request: Request<pb::LoginRequest>,
+            ) -> Result<Response<pb::LoginReply>, Status> {
+                use pb::login_reply::Result as R;
+                let r = request.into_inner();
+                let result = if r.user == "admin" && r.password == "secret" {
+                    R::Session(SESSION.into())
+                } else {
+                    R::Error(error(28000, "Auth", "login failed"))
+                };
+                Ok(Response::new(pb::LoginReply {
+                    result: Some(result),
+                }))
+            }
+
+            async fn logout(
+                &self,
+                request: Request<pb::LogoutRequest>,
+            ) -> Result<Response<pb::LogoutReply>, Status> {
+                self.logouts
+                    .lock()
+                    .unwrap()
+                    .push(request.into_inner().session);
+                Ok(Response::new(pb::LogoutReply {}))
+            }
+
+            type ExecuteStream =
+                Pin<Box<dyn Stream<Item = Result<pb::ExecuteReply, Status>> + Send + 'static>>;
+
+            async fn execute(
+                &self,
+                request: Request<pb::ExecuteRequest>,
+            ) -> Result<Response<Self::ExecuteStream>, Status> {
+                use pb::value::Value as V;
+                let r = request.into_inner();
+                let parts = if r.session != SESSION {
+                    vec![part(Part::Error(error(28004, "Auth", "not logged in")))]
+                } else {
+                    match r.statement.as_str() {
+                        "SELECT * FROM T" => vec![
+                            part(header(&[("ID", "INTEGER"), ("NAME", "VARCHAR(10)")])),
+                            part(rows(vec![vec![V::Int(1), V::Text("one".into())]])),
+                            part(Part::Rows(pb::RowBatch {
+                                rows: vec![pb::Row {
+                                    values: vec![
+                                        pb::Value {
+                                            value: Some(V::Int(2)),
+                                        },
+                                        pb::Value { value: None },
+                                    ],
+                                }],
+                            })),
+                            part(Part::Done(pb::Done {
+                                rows_affected: 0,
+                                message: String::new(),
+                            })),
+                        ],
+                        "SELECT * FROM EMPTY" => vec![
+                            part(header(&[("X", "BOOLEAN")])),
+                            part(Part::Done(pb::Done::default())),
+                        ],
+                        "INSERT" => vec![part(Part::Done(pb::Done {
+                            rows_affected: 3,
+                            message: "Command completed successfully, 3 rows affected.".into(),
+                        }))],
+                        "FAIL" => vec![
+                            part(header(&[("A", "INTEGER")])),
+                            part(rows(vec![vec![V::Int(1)]])),
+                            part(Part::Error(error(13011, "Table", "Table name T not found"))),
+                        ],
+                        "ODD CLASS" => vec![part(Part::Error(error(77_777, "Cosmic", "ray")))],
+                        "TRUNCATED" => vec![
+                            part(header(&[("A", "INTEGER")])),
+                            part(rows(vec![vec![V::Int(1)]])),
+                        ],
+                        "ROWS FIRST" => vec![part(rows(vec![vec![V::Int(1)]]))],
+                        "RAGGED" => vec![
+                            part(header(&[("A", "INTEGER")])),
+                            part(rows(vec![vec![V::Int(1), V::Int(2)]])),
+                        ],
+                        "STATUS ERROR" => vec![Err(Status::internal("boom"))],
+                        "REFUSED" => return Err(Status::invalid_argument("statement too long")),
+                        other => vec![part(Part::Error(error(
+                            10001,
+                            "Syntax",
+                            &format!("unexpected {other}"),
+                        )))],
+                    }
+                };
+                Ok(Response::new(Box::pin(tokio_stream::iter(parts))))
+            }
+
+            async fn status(
+                &self,
+                _request: Request<pb::StatusRequest>,
+            ) -> Result<Response<pb::StatusReply>, Status> {
+                Ok(Response::new(pb::StatusReply {
+                    node_name: "n1".into(),
+                    version: "0.1.0".into(),
+                    mode: "gridnode".into(),
+                    has_database: false,
+                    grid_enabled: true,
+                }))
+            }
+        }
+
+        /// Serves `fake` on 127.0.0.1 at an ephemeral port; returns the port.
+        pub async fn serve(fake: Fake) -> u16 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(SolidClientServer::new(fake))
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            );
+            port
+        }
+    }
+
+    async fn logged_in_client() -> Client {
+        let port = fake::serve(fake::Fake::default()).await;
+        let cs = ConnectString::Tcp(ep("127.0.0.1", port));
+        let mut client = Client::connect(&cs).await.unwrap();
+        client.login("admin", "secret").await.unwrap();
+        client
+    }
+
+    /// A port on which nothing listens (bound, then released).
+    async fn dead_port() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_query_collects_header_and_all_batches() {
+        let mut client = logged_in_client().await;
+        let r = client.execute("SELECT * FROM T").await.unwrap();
+        assert_eq!(
+            r.columns,
+            vec![
+                ("ID".to_string(), "INTEGER".to_string()),
+                ("NAME".to_string(), "VARCHAR(10)".to_string())
+            ]
+        );
+        assert_eq!(
+            r.rows,
+            vec![
+                vec![Value::Int(1), Value::Text("one".into())],
+                vec![Value::Int(2), Value::Null]
+            ]
+        );
+        assert_eq!(r.rows_affected, 0);
+
+        let r = client.execute("SELECT * FROM EMPTY").await.unwrap();
+        assert_eq!(r.columns.len(), 1);
+        assert!(r.rows.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_statement_returns_rows_affected_and_message() {
+        let mut client = logged_in_client().await;
+        let r = client.execute("INSERT").await.unwrap();
+        assert!(r.columns.is_empty());
+        assert_eq!(r.rows_affected, 3);
+        assert_eq!(
+            r.message,
+            "Command completed successfully, 3 rows affected."
+        );
+    }
+
+    #[tokio::test]
+    async fn streaming_hands_over_each_batch() {
+        let mut client = logged_in_client().await;
+        let mut batches = Vec::new();
+        let (affected, _) = client
+            .execute_streaming("SELECT * FROM T", |cols, rows| {
+                assert_eq!(cols.len(), 2);
+                batches.push(rows.len());
+            })
+            .await
+            .unwrap();
+        assert_eq!(affected, 0);
+        assert_eq!(batches, vec![1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_server_error_part_becomes_a_solid_error() {
+        let mut client = logged_in_client().await;
+        match client.execute("FAIL").await {
+            Err(ClientError::Solid(e)) => {
+                assert_eq!(e.code, code::TABLE_NOT_FOUND);
+                assert_eq!(e.class, ErrorClass::Table);
+                assert_eq!(
+                    e.to_string(),
+                    "SOLID Table Error 13011: Table name T not found"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match client.execute("ODD CLASS").await {
+            Err(ClientError::Solid(e)) => {
+                assert_eq!((e.class, e.code), (ErrorClass::Server, 77_777));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // The session survives a failed statement.
+        assert!(client.execute("INSERT").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn broken_streams_are_transport_errors() {
+        let mut client = logged_in_client().await;
+        let expect = [
+            ("TRUNCATED", "connection lost: outcome unknown"),
+            (
+                "ROWS FIRST",
+                "protocol violation by the server: rows without a header",
+            ),
+            (
+                "RAGGED",
+                "protocol violation by the server: a row of 2 values for 1 columns",
+            ),
+            (
+                "STATUS ERROR",
+                "the server refused the statement (Internal: boom",
+            ),
+            (
+                "REFUSED",
+                "the server refused the statement (InvalidArgument: statement too long",
+            ),
+        ];
+        for (statement, text) in expect {
+            match client.execute(statement).await {
+                Err(ClientError::Transport(t)) => assert!(t.starts_with(text), "{statement}: {t}"),
+                other => panic!("{statement}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn login_failure_and_missing_session_are_auth_errors() {
+        let port = fake::serve(fake::Fake::default()).await;
+        let mut client = Client::connect(&ConnectString::Tcp(ep("127.0.0.1", port)))
+            .await
+            .unwrap();
+        match client.execute("INSERT").await {
+            Err(ClientError::Solid(e)) => assert_eq!(e.code, code::BAD_SESSION),
+            other => panic!("unexpected {other:?}"),
+        }
+        match client.login("admin", "wrong").await {
+            Err(ClientError::Solid(e)) => {
+                assert_eq!((e.class, e.code), (ErrorClass::Auth, code::LOGIN_FAILED));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!client.is_logged_in());
+    }
+
+    #[tokio::test]
+    async fn status_needs_no_login_and_logout_ends_the_session() {
+        let fake = fake::Fake::default();
+        let logouts = fake.logouts.clone();
+        let port = fake::serve(fake).await;
+        let mut client = Client::connect(&ConnectString::Tcp(ep("127.0.0.1", port)))
+            .await
+            .unwrap();
+        let s = client.status().await.unwrap();
+        assert_eq!((s.node_name.as_str(), s.mode.as_str()), ("n1", "gridnode"));
+        assert!(s.grid_enabled && !s.has_database);
+
+        client.login("admin", "secret").await.unwrap();
+        assert!(client.is_logged_in());
+        client.logout().await.unwrap();
+        assert!(!client.is_logged_in());
+        client.logout().await.unwrap();
+        assert_eq!(*logouts.lock().unwrap(), vec![fake::SESSION.to_string()]);
+    }
+
+    #[tokio::test]
+    async fn connect_failure_names_the_connect_string() {
+        let port = dead_port().await;
+        let cs = ConnectString::Tcp(ep("127.0.0.1", port));
+        match Client::connect(&cs).await {
+            Err(ClientError::Connect(target, why)) => {
+                assert_eq!(target, format!("tcp 127.0.0.1 {port}"));
+                assert!(!why.is_empty());
+            }
+            Ok(_) => panic!("connected to a dead port"),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grid_connect_string_uses_the_first_seed_that_answers() {
+        let dead = dead_port().await;
+        let live = fake::serve(fake::Fake::default()).await;
+        let cs = ConnectString::Grid(vec![ep("127.0.0.1", dead), ep("127.0.0.1", live)]);
+        let mut client = Client::connect(&cs).await.unwrap();
+        assert_eq!(client.endpoint(), &ep("127.0.0.1", live));
+        assert_eq!(client.status().await.unwrap().node_name, "n1");
+
+        let all_dead = ConnectString::Grid(vec![ep("127.0.0.1", dead), ep("127.0.0.1", dead)]);
+        match Client::connect(&all_dead).await {
+            Err(ClientError::Connect(target, why)) => {
+                assert!(target.starts_with("grid tcp 127.0.0.1"));
+                assert_eq!(why.matches(&format!("tcp 127.0.0.1 {dead}: ")).count(), 2);
+            }
+            Ok(_) => panic!("connected to dead seeds"),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,1 +1,372 @@
-fn main() {}
+//! `solsql`: the solidgrid console.
+//!
+//! `solsql [-e STATEMENTS] [-f FILE] "CONNECT STRING" [user [password]]` connects to a node,
+//! logs in and runs statements from `-e`, from a script file, from piped standard input, or
+//! interactively with line editing and history when standard input is a terminal.
+//! `--status` prints a node's status probe without logging in.
+//!
+//! All splitting and formatting is in `solidgrid::console`; this file only does the I/O.
+//! rustyline is synchronous, so the console keeps one current-thread tokio runtime and
+//! blocks on it for each statement.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rustyline::DefaultEditor;
+use rustyline::error::ReadlineError;
+use tokio::runtime::Runtime;
+
+use solidgrid::client::{Client, ConnectString};
+use solidgrid::console::{
+    StatementSplitter, format_error, format_result, format_status, is_exit_command,
+    is_history_worthy, split_script,
+};
+
+/// Every statement ran (or the session ended normally).
+const EXIT_OK: u8 = 0;
+/// A statement failed.
+const EXIT_STATEMENT_FAILED: u8 = 1;
+/// solsql could not start: bad arguments or input, no credentials, no connection, no login.
+const EXIT_CANNOT_START: u8 = 2;
+
+const PROMPT: &str = "solsql> ";
+const CONTINUATION_PROMPT: &str = "     > ";
+const HISTORY_ENV: &str = "SOLSQL_HISTORY";
+const HISTORY_FILE: &str = ".solsql_history";
+/// How long solsql waits for the logout on its way out; the session expires on the server
+/// anyway, so a slow or dead server must not hold up the exit.
+const LOGOUT_GRACE: Duration = Duration::from_secs(2);
+
+const AFTER_HELP: &str = "\
+Connect strings: \"tcp [host] port\" (host defaults to localhost), or a grid seed list
+\"grid tcp host port, tcp host port, ...\" (solsql uses the first node that answers).
+
+Without -e or -f, statements come from standard input: interactively, with line editing and
+history (~/.solsql_history, or the file named by $SOLSQL_HISTORY), when it is a terminal;
+otherwise read as a script. Statements end with ';' (in a script the last one may omit it).
+Leave with 'exit;', 'quit;' or Ctrl-D. Ctrl-C clears the statement being typed, or cancels
+the one running (its outcome is then unknown).
+
+Missing user name or password are prompted for on a terminal; without a terminal they must
+be given as arguments.
+
+Output: results and error messages ('SOLID <Class> Error <code>: <message>') go to standard
+output, in order. Problems with solsql's own arguments or input go to standard error.
+
+Exit status:
+  0  every statement ran
+  1  a statement failed (with -e, -f or piped input solsql stops at the first failure;
+     in interactive mode errors are only printed)
+  2  solsql could not start or go on: bad arguments, unreadable script or input, missing
+     credentials, cannot connect, login failed";
+
+/// The solidgrid console.
+#[derive(Debug, Parser)]
+#[command(name = "solsql", version = solidgrid::VERSION, after_help = AFTER_HELP)]
+struct Args {
+    /// Run these statements, separated by ';', then exit.
+    #[arg(short = 'e', value_name = "STATEMENTS", conflicts_with = "file")]
+    execute: Option<String>,
+
+    /// Run the statements in FILE, then exit.
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+
+    /// Print the node's status (name, version, mode, has database, grid enabled) without
+    /// logging in, then exit. Works on an empty `-x gridnode` node.
+    #[arg(long, conflicts_with_all = ["execute", "file"])]
+    status: bool,
+
+    /// Where to connect, e.g. "tcp 1315", "tcp db1 1315" or "grid tcp h1 1315, tcp h2 1315".
+    #[arg(value_name = "CONNECT STRING", value_parser = ConnectString::parse)]
+    connect: ConnectString,
+
+    /// User name; prompted for on a terminal when missing.
+    user: Option<String>,
+
+    /// Password; prompted for on a terminal when missing.
+    password: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    ExitCode::from(run(args))
+}
+
+fn run(args: Args) -> u8 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("solsql: cannot start the runtime: {e}");
+            return EXIT_CANNOT_START;
+        }
+    };
+    let interactive_stdin = std::io::stdin().is_terminal();
+    if !args.status && (args.user.is_none() || args.password.is_none()) && !interactive_stdin {
+        eprintln!(
+            "solsql: user name and password must be given as arguments when standard input \
+             is not a terminal"
+        );
+        return EXIT_CANNOT_START;
+    }
+
+    let mut client = match rt.block_on(Client::connect(&args.connect)) {
+        Ok(client) => client,
+        Err(e) => {
+            println!("{}", format_error(&e));
+            return EXIT_CANNOT_START;
+        }
+    };
+    if args.status {
+        return match rt.block_on(client.status()) {
+            Ok(status) => {
+                println!("{}", format_status(&status));
+                EXIT_OK
+            }
+            Err(e) => {
+                println!("{}", format_error(&e));
+                EXIT_CANNOT_START
+            }
+        };
+    }
+
+    let Some((user, password)) = credentials(args.user, args.password) else {
+        return EXIT_CANNOT_START;
+    };
+    if let Err(e) = rt.block_on(client.login(&user, &password)) {
+        println!("{}", format_error(&e));
+        return EXIT_CANNOT_START;
+    }
+
+    let mut console = Console { rt, client };
+    let code = if let Some(statements) = &args.execute {
+        console.run_statements(split_script(statements))
+    } else if let Some(path) = &args.file {
+        match std::fs::File::open(path) {
+            Ok(file) => console.run_script(BufReader::new(file), &path.display().to_string()),
+            Err(e) => {
+                eprintln!("solsql: cannot open {}: {e}", path.display());
+                EXIT_CANNOT_START
+            }
+        }
+    } else if interactive_stdin {
+        console.run_interactive()
+    } else {
+        console.run_script(std::io::stdin().lock(), "standard input")
+    };
+    console.logout();
+    code
+}
+
+/// The user name and password from the arguments, prompting on the terminal for what is
+/// missing. `None` (after saying why) when a prompt fails.
+fn credentials(user: Option<String>, password: Option<String>) -> Option<(String, String)> {
+    let user = match user {
+        Some(user) => user,
+        None => {
+            print!("Username: ");
+            let mut line = String::new();
+            let read = std::io::stdout()
+                .flush()
+                .and_then(|()| std::io::stdin().lock().read_line(&mut line));
+            match read {
+                Ok(0) => {
+                    eprintln!("solsql: no user name given");
+                    return None;
+                }
+                Ok(_) => line.trim().to_string(),
+                Err(e) => {
+                    eprintln!("solsql: cannot read the user name: {e}");
+                    return None;
+                }
+            }
+        }
+    };
+    let password = match password {
+        Some(password) => password,
+        None => match rpassword::prompt_password("Password: ") {
+            Ok(password) => password,
+            Err(e) => {
+                eprintln!("solsql: cannot read the password: {e}");
+                return None;
+            }
+        },
+    };
+    Some((user, password))
+}
+
+/// A logged-in session and the runtime its calls block on.
+struct Console {
+    rt: Runtime,
+    client: Client,
+}
+
+impl Console {
+    /// Runs one statement of a script and prints its outcome; stops the script on failure
+    /// or on `exit`/`quit`.
+    fn script_step(&mut self, statement: &str) -> ControlFlow<u8> {
+        if is_exit_command(statement) {
+            return ControlFlow::Break(EXIT_OK);
+        }
+        match self.rt.block_on(self.client.execute(statement)) {
+            Ok(result) => {
+                println!("{}", format_result(&result));
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                println!("{}", format_error(&e));
+                ControlFlow::Break(EXIT_STATEMENT_FAILED)
+            }
+        }
+    }
+
+    /// Runs already split statements (`-e`).
+    fn run_statements(&mut self, statements: Vec<String>) -> u8 {
+        for statement in &statements {
+            if let ControlFlow::Break(code) = self.script_step(statement) {
+                return code;
+            }
+        }
+        EXIT_OK
+    }
+
+    /// Runs a script (`-f` or piped input), each statement as soon as its `;` is read.
+    fn run_script(&mut self, mut input: impl BufRead, source: &str) -> u8 {
+        let mut splitter = StatementSplitter::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match input.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    for statement in splitter.push(&line) {
+                        if let ControlFlow::Break(code) = self.script_step(&statement) {
+                            return code;
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("solsql: cannot read {source}: {e}");
+                    return EXIT_CANNOT_START;
+                }
+            }
+        }
+        match splitter.finish() {
+            Some(statement) => match self.script_step(&statement) {
+                ControlFlow::Break(code) => code,
+                ControlFlow::Continue(()) => EXIT_OK,
+            },
+            None => EXIT_OK,
+        }
+    }
+
+    /// The interactive console on a terminal.
+    fn run_interactive(&mut self) -> u8 {
+        let mut editor = match DefaultEditor::new() {
+            Ok(editor) => editor,
+            Err(e) => {
+                eprintln!("solsql: cannot use the terminal: {e}");
+                return EXIT_CANNOT_START;
+            }
+        };
+        let history = history_path();
+        if let Some(path) = &history {
+            // A missing history file is normal on first use.
+            let _ = editor.load_history(path);
+        }
+        println!(
+            "Connected to '{}'.\nStatements end with ';'. Leave with exit; or Ctrl-D.",
+            self.client.endpoint()
+        );
+
+        let mut splitter = StatementSplitter::new();
+        let code = 'session: loop {
+            let prompt = if splitter.in_statement() {
+                CONTINUATION_PROMPT
+            } else {
+                PROMPT
+            };
+            match editor.readline(prompt) {
+                Ok(line) => {
+                    if is_history_worthy(&line) {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    if !splitter.in_statement() && is_exit_command(&line) {
+                        break EXIT_OK;
+                    }
+                    for statement in splitter.push_line(&line) {
+                        if is_exit_command(&statement) {
+                            break 'session EXIT_OK;
+                        }
+                        self.run_interactive_statement(&statement);
+                    }
+                }
+                Err(ReadlineError::Interrupted) => splitter.reset(),
+                Err(ReadlineError::Eof) => break EXIT_OK,
+                Err(e) => {
+                    eprintln!("solsql: cannot read the terminal: {e}");
+                    break EXIT_CANNOT_START;
+                }
+            }
+        };
+        if let Some(path) = &history
+            && let Err(e) = editor.save_history(path)
+        {
+            eprintln!("solsql: cannot save the history to {}: {e}", path.display());
+        }
+        code
+    }
+
+    /// Runs one statement typed at the terminal; Ctrl-C cancels it. Errors only print.
+    fn run_interactive_statement(&mut self, statement: &str) {
+        let Console { rt, client } = self;
+        let outcome = rt.block_on(async {
+            let interrupted = async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    // Without a Ctrl-C handler the statement simply runs to its end.
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                result = client.execute(statement) => Some(result),
+                () = interrupted => None,
+            }
+        });
+        match outcome {
+            Some(Ok(result)) => println!("{}", format_result(&result)),
+            Some(Err(e)) => println!("{}", format_error(&e)),
+            // The terminal echoed ^C without a line break.
+            None => println!("\nStatement cancelled; its outcome is unknown."),
+        }
+    }
+
+    /// Ends the session, waiting at most [`LOGOUT_GRACE`].
+    fn logout(&mut self) {
+        let Console { rt, client } = self;
+        let _ = rt.block_on(async { tokio::time::timeout(LOGOUT_GRACE, client.logout()).await });
+    }
+}
+
+/// `$SOLSQL_HISTORY`, or `~/.solsql_history`; `None` when neither can be named.
+fn history_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(HISTORY_ENV).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(HISTORY_FILE))
+}
