@@ -44,6 +44,9 @@ pub const MAX_STATEMENT_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_SESSIONS: usize = 1024;
 /// Rows per streamed batch: large enough to amortise framing, small enough for latency.
 pub const ROWS_PER_BATCH: usize = 500;
+/// Bytes after which a row batch is sent even if it has fewer rows; keeps every reply
+/// message far below [`MAX_MESSAGE_BYTES`] (a single row is bounded by the statement size).
+pub const BATCH_BYTES: usize = 1024 * 1024;
 /// Reply parts buffered per streaming statement before back-pressure applies.
 const REPLY_BUFFER: usize = 4;
 /// Concurrent RPCs on one client connection.
@@ -530,24 +533,24 @@ async fn stream_output(output: Output, tx: mpsc::Sender<Result<pb::ExecuteReply,
         {
             return;
         }
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
         let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let batch = pb::RowBatch {
-                rows: rows
-                    .by_ref()
-                    .take(ROWS_PER_BATCH)
-                    .map(|r| pb::Row {
-                        values: r.iter().map(value_to_pb).collect(),
-                    })
-                    .collect(),
+        while let Some(row) = rows.next() {
+            let row = pb::Row {
+                values: row.iter().map(value_to_pb).collect(),
             };
-            let part = pb::execute_reply::Part::Rows(batch);
-            if tx
-                .send(Ok(pb::ExecuteReply { part: Some(part) }))
-                .await
-                .is_err()
-            {
-                return; // the client went away
+            batch_bytes += prost::Message::encoded_len(&row);
+            batch.push(row);
+            let full = batch.len() >= ROWS_PER_BATCH || batch_bytes >= BATCH_BYTES;
+            if full || rows.peek().is_none() {
+                let part = pb::execute_reply::Part::Rows(pb::RowBatch {
+                    rows: std::mem::take(&mut batch),
+                });
+                batch_bytes = 0;
+                if tx.send(Ok(pb::ExecuteReply { part: Some(part) })).await.is_err() {
+                    return; // the client went away
+                }
             }
         }
     }

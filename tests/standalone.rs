@@ -24,7 +24,11 @@ fn sql_round_trip_through_solsql() {
          SELECT COUNT(*), SUM(salary), MIN(name), MAX(id), AVG(salary) FROM emp;",
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "solsql failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "solsql failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("Ann") && stdout.contains("Bob"), "{stdout}");
     assert!(!stdout.contains("Cid |"), "{stdout}");
     assert!(stdout.contains("2 rows fetched."), "{stdout}");
@@ -44,7 +48,10 @@ fn sql_round_trip_through_solsql() {
         "{text}"
     );
     let mut c = node.client();
-    assert_eq!(c.ok("SELECT COUNT(*) FROM emp").rows, vec![vec![Value::Int(3)]]);
+    assert_eq!(
+        c.ok("SELECT COUNT(*) FROM emp").rows,
+        vec![vec![Value::Int(3)]]
+    );
 }
 
 #[test]
@@ -55,9 +62,18 @@ fn sql_statements_through_the_client_library() {
     c.ok("CREATE TABLE t (a INTEGER, b VARCHAR(5), PRIMARY KEY (a))");
     let r = c.ok("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'), (3, NULL)");
     assert_eq!(r.rows_affected, 3);
-    assert_eq!(c.err_code("INSERT INTO t VALUES (4, 'toolong')"), code::VALUE_TOO_LONG);
-    assert_eq!(c.err_code("INSERT INTO t VALUES (NULL, 'n')"), code::NOT_NULL_VIOLATION);
-    assert_eq!(c.err_code("INSERT INTO t VALUES (2, 'dup')"), code::DUPLICATE_KEY);
+    assert_eq!(
+        c.err_code("INSERT INTO t VALUES (4, 'toolong')"),
+        code::VALUE_TOO_LONG
+    );
+    assert_eq!(
+        c.err_code("INSERT INTO t VALUES (NULL, 'n')"),
+        code::NOT_NULL_VIOLATION
+    );
+    assert_eq!(
+        c.err_code("INSERT INTO t VALUES (2, 'dup')"),
+        code::DUPLICATE_KEY
+    );
     assert_eq!(c.err_code("SELECT * FROM nope"), code::TABLE_NOT_FOUND);
     assert_eq!(c.err_code("SELECT zz FROM t"), code::COLUMN_NOT_FOUND);
     assert_eq!(c.err_code("SELEC * FROM t"), code::SYNTAX);
@@ -68,7 +84,11 @@ fn sql_statements_through_the_client_library() {
     let r = c.ok("SELECT a FROM t ORDER BY a");
     assert_eq!(
         r.rows,
-        vec![vec![Value::Int(1)], vec![Value::Int(12)], vec![Value::Int(13)]]
+        vec![
+            vec![Value::Int(1)],
+            vec![Value::Int(12)],
+            vec![Value::Int(13)]
+        ]
     );
     c.ok("ALTER TABLE t ADD COLUMN c BOOLEAN");
     let r = c.ok("SELECT a, c FROM t WHERE c IS NULL AND NOT (a = 1)");
@@ -76,7 +96,10 @@ fn sql_statements_through_the_client_library() {
     assert_eq!(r.columns[1].0, "C");
     let r = c.ok("DELETE FROM t WHERE b IS NULL");
     assert_eq!(r.rows_affected, 1);
-    assert_eq!(c.ok("SELECT COUNT(*) FROM t").rows, vec![vec![Value::Int(2)]]);
+    assert_eq!(
+        c.ok("SELECT COUNT(*) FROM t").rows,
+        vec![vec![Value::Int(2)]]
+    );
     c.ok("DROP TABLE t");
     assert_eq!(c.err_code("SELECT * FROM t"), code::TABLE_NOT_FOUND);
 
@@ -85,12 +108,19 @@ fn sql_statements_through_the_client_library() {
     c.ok("INSERT INTO k VALUES (1, 'one'), (2, 'two')");
     drop(c);
     assert!(node.stop().success());
-    assert!(node.msglog().contains("shutdown complete"), "{}", node.msglog());
+    assert!(
+        node.msglog().contains("shutdown complete"),
+        "{}",
+        node.msglog()
+    );
     node.start(&[]);
     let mut c = node.client();
     assert_eq!(
         c.ok("SELECT v FROM k ORDER BY id").rows,
-        vec![vec![Value::Text("one".into())], vec![Value::Text("two".into())]]
+        vec![
+            vec![Value::Text("one".into())],
+            vec![Value::Text("two".into())]
+        ]
     );
 }
 
@@ -112,14 +142,26 @@ fn users_and_privileges() {
     );
     let mut joe = node.client_as("joe", "joe-pw").expect("joe logs in");
     joe.ok("INSERT INTO t VALUES (1)");
-    assert_eq!(joe.ok("SELECT COUNT(*) FROM t").rows, vec![vec![Value::Int(1)]]);
-    assert_eq!(joe.err_code("CREATE TABLE u (id INTEGER)"), code::NOT_PERMITTED);
+    assert_eq!(
+        joe.ok("SELECT COUNT(*) FROM t").rows,
+        vec![vec![Value::Int(1)]]
+    );
+    assert_eq!(
+        joe.err_code("CREATE TABLE u (id INTEGER)"),
+        code::NOT_PERMITTED
+    );
     assert_eq!(joe.err_code("DROP TABLE t"), code::NOT_PERMITTED);
-    assert_eq!(joe.err_code("CREATE USER x IDENTIFIED BY 'y'"), code::NOT_PERMITTED);
+    assert_eq!(
+        joe.err_code("CREATE USER x IDENTIFIED BY 'y'"),
+        code::NOT_PERMITTED
+    );
     assert_eq!(joe.err_code("ADMIN COMMAND 'makecp'"), code::NOT_PERMITTED);
     admin.ok("GRANT ADMIN TO joe");
     joe.ok("CREATE TABLE u (id INTEGER)");
-    assert_eq!(admin.err_code(&format!("DROP USER {ADMIN}")), code::LAST_ADMIN);
+    assert_eq!(
+        admin.err_code(&format!("DROP USER {ADMIN}")),
+        code::LAST_ADMIN
+    );
     admin.ok("DROP USER joe");
     assert_eq!(joe.err_code("SELECT COUNT(*) FROM t"), code::BAD_SESSION);
     // The password is never written anywhere in clear.
@@ -128,8 +170,16 @@ fn users_and_privileges() {
         if entry.path().is_file() {
             let bytes = std::fs::read(entry.path()).unwrap();
             let hay = String::from_utf8_lossy(&bytes);
-            assert!(!hay.contains("joe-pw"), "{} holds the password", entry.path().display());
-            assert!(!hay.contains(ADMIN_PW), "{} holds the password", entry.path().display());
+            assert!(
+                !hay.contains("joe-pw"),
+                "{} holds the password",
+                entry.path().display()
+            );
+            assert!(
+                !hay.contains(ADMIN_PW),
+                "{} holds the password",
+                entry.path().display()
+            );
         }
     }
 }
@@ -138,7 +188,8 @@ fn users_and_privileges() {
 fn acknowledged_inserts_survive_kill_9() {
     let mut node = Node::new();
     node.start_new();
-    node.client().ok("CREATE TABLE acked (id BIGINT PRIMARY KEY, pad VARCHAR(100))");
+    node.client()
+        .ok("CREATE TABLE acked (id BIGINT PRIMARY KEY, pad VARCHAR(100))");
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let cs = ConnectString::parse(&node.connect_string()).unwrap();
@@ -151,7 +202,8 @@ fn acknowledged_inserts_survive_kill_9() {
                 c.login(ADMIN, ADMIN_PW).await.unwrap();
                 let mut id = 1u64;
                 while !stop.load(Ordering::SeqCst) {
-                    let sql = format!("INSERT INTO acked VALUES ({id}, 'row {id} padding padding')");
+                    let sql =
+                        format!("INSERT INTO acked VALUES ({id}, 'row {id} padding padding')");
                     if c.execute(&sql).await.is_err() {
                         break; // the node died under us: this one is unacknowledged
                     }
@@ -173,11 +225,21 @@ fn acknowledged_inserts_survive_kill_9() {
     node.start(&[]);
     let mut c = node.client();
     let r = c.ok("SELECT COUNT(*), MIN(id), MAX(id) FROM acked");
-    let Value::Int(count) = r.rows[0][0] else { panic!("{r:?}") };
-    let Value::Int(max) = r.rows[0][2] else { panic!("{r:?}") };
+    let Value::Int(count) = r.rows[0][0] else {
+        panic!("{r:?}")
+    };
+    let Value::Int(max) = r.rows[0][2] else {
+        panic!("{r:?}")
+    };
     // Every acknowledged row is there; at most the one in flight at the kill beyond it.
-    assert!(count as u64 >= last_acked, "lost rows: {count} < {last_acked}");
-    assert!(max as u64 <= last_acked + 1, "phantom rows: {max} > {last_acked}+1");
+    assert!(
+        count as u64 >= last_acked,
+        "lost rows: {count} < {last_acked}"
+    );
+    assert!(
+        max as u64 <= last_acked + 1,
+        "phantom rows: {max} > {last_acked}+1"
+    );
     assert_eq!(count, max, "ids are gap-free");
     assert!(node.msglog().contains("recovery:"), "{}", node.msglog());
 }
@@ -196,7 +258,10 @@ fn torn_log_tail_is_truncated_on_recovery() {
     append_bytes(&last, &[0x20, 0x00, 0x00, 0x00, 0xde, 0xad]);
     node.start(&[]);
     let mut c = node.client();
-    assert_eq!(c.ok("SELECT COUNT(*) FROM t").rows, vec![vec![Value::Int(3)]]);
+    assert_eq!(
+        c.ok("SELECT COUNT(*) FROM t").rows,
+        vec![vec![Value::Int(3)]]
+    );
     c.ok("INSERT INTO t VALUES (4)");
     assert!(
         node.msglog().contains("torn"),
@@ -212,7 +277,9 @@ fn corruption_before_the_tail_refuses_to_start() {
     let mut c = node.client();
     c.ok("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR(50))");
     for i in 0..20 {
-        c.ok(&format!("INSERT INTO t VALUES ({i}, 'some text for record {i}')"));
+        c.ok(&format!(
+            "INSERT INTO t VALUES ({i}, 'some text for record {i}')"
+        ));
     }
     drop(c);
     node.kill9();
@@ -304,7 +371,10 @@ fn bad_configuration_stops_the_node_naming_file_line_and_key() {
         ("[Grid]\nRaftElectionTimeout = abc\n", "RaftElectionTimeout"),
         ("[Nope]\nX = 1\n", "Nope"),
         ("[Grid]\nNoSuchKey = 1\n", "NoSuchKey"),
-        ("[Grid]\nRaftElectionTimeout = 100\nRaftHeartbeatTimeout = 90\n", "RaftElectionTimeout"),
+        (
+            "[Grid]\nRaftElectionTimeout = 100\nRaftHeartbeatTimeout = 90\n",
+            "RaftElectionTimeout",
+        ),
         ("[Grid]\nGridEnabled = yes\n", "Secret"),
     ];
     for (extra, key) in cases {
@@ -316,8 +386,15 @@ fn bad_configuration_stops_the_node_naming_file_line_and_key() {
         assert!(err.contains("solid.ini"), "{extra}: {err}");
         assert!(err.contains(key), "{extra}: {err}");
         assert!(err.contains("line"), "{extra}: {err}");
-        assert!(node.msglog().contains(key), "{extra}: solmsg.out: {}", node.msglog());
-        assert!(!node.path().join("solid.db").exists(), "{extra}: created a database");
+        assert!(
+            node.msglog().contains(key),
+            "{extra}: solmsg.out: {}",
+            node.msglog()
+        );
+        assert!(
+            !node.path().join("solid.db").exists(),
+            "{extra}: created a database"
+        );
     }
     // A key before any section.
     let mut node = Node::new();

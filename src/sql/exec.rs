@@ -329,6 +329,17 @@ fn matching_rows(
             ));
         }
     }
+    if let Some(key) = filter.and_then(|f| point_key(f, def)) {
+        // Every primary-key column is pinned by `col = constant`: read one row.
+        let Some(row) = snap.row(def, &key).map_err(storage)? else {
+            return Ok(Vec::new());
+        };
+        let keep = match filter {
+            Some(f) => truth(&eval(f, def, &row)?, "WHERE")?,
+            None => true,
+        };
+        return Ok(if keep { vec![(key, row)] } else { Vec::new() });
+    }
     let mut out = Vec::new();
     let mut failure = None;
     snap.for_each_row(def, |key, row| {
@@ -352,6 +363,54 @@ fn matching_rows(
     match failure {
         Some(e) => Err(e),
         None => Ok(out),
+    }
+}
+
+/// The primary key a filter pins down, when it is a conjunction that includes
+/// `pk_col = constant` for every key column (constants coerced to the column types).
+fn point_key(filter: &Expr, def: &TableDef) -> Option<Vec<u8>> {
+    if def.primary_key.is_empty() {
+        return None;
+    }
+    let mut pinned: Vec<Option<Value>> = vec![None; def.columns.len()];
+    collect_equalities(filter, def, &mut pinned);
+    let mut row = vec![Value::Null; def.columns.len()];
+    for &i in &def.primary_key {
+        let v = pinned[i].take()?;
+        row[i] = v
+            .coerce_to(def.columns[i].sql_type, &def.columns[i].name)
+            .ok()?;
+        if row[i].is_null() {
+            return None;
+        }
+    }
+    Some(def.key_of(&row))
+}
+
+fn collect_equalities(e: &Expr, def: &TableDef, pinned: &mut [Option<Value>]) {
+    match e {
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
+            collect_equalities(left, def, pinned);
+            collect_equalities(right, def, pinned);
+        }
+        Expr::Binary {
+            op: BinaryOp::Eq,
+            left,
+            right,
+        } => {
+            let (col, constant) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(l)) | (Expr::Literal(l), Expr::Column(c)) => (c, l),
+                _ => return,
+            };
+            if let Some(i) = def.column_index(col) {
+                pinned[i] = Some(literal(constant));
+            }
+        }
+        _ => {}
     }
 }
 

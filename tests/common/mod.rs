@@ -98,7 +98,11 @@ impl Node {
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "solid exited during start-up with {status}; stderr:\n{}",
                     self.stderr()
@@ -245,8 +249,7 @@ impl SyncClient {
 
     /// Executes and panics with the error text on failure.
     pub fn ok(&mut self, sql: &str) -> QueryResult {
-        self.execute(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Executes, expects a failure, and returns its code.
