@@ -548,7 +548,11 @@ async fn stream_output(output: Output, tx: mpsc::Sender<Result<pb::ExecuteReply,
                     rows: std::mem::take(&mut batch),
                 });
                 batch_bytes = 0;
-                if tx.send(Ok(pb::ExecuteReply { part: Some(part) })).await.is_err() {
+                if tx
+                    .send(Ok(pb::ExecuteReply { part: Some(part) }))
+                    .await
+                    .is_err()
+                {
                     return; // the client went away
                 }
             }

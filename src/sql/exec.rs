@@ -1080,3 +1080,295 @@ pub fn expr_text(e: &Expr) -> String {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::parser::parse_statement;
+    use crate::storage::db::{Db, LogRecord};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: Db,
+        seq: u64,
+        admin: SessionUser,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(&dir.path().join("t.db")).unwrap();
+            Fixture {
+                _dir: dir,
+                db,
+                seq: 0,
+                admin: SessionUser {
+                    name: "DBA".into(),
+                    admin: true,
+                },
+            }
+        }
+
+        fn run_as(&mut self, user: &SessionUser, sql: &str) -> SolidResult<Output> {
+            let stmt = parse_statement(sql)?;
+            let out = execute(&self.db.snapshot().unwrap(), user, &stmt)?;
+            if let Output::Write { changes, .. } = &out {
+                self.seq += 1;
+                self.db
+                    .apply(
+                        self.seq,
+                        &LogRecord {
+                            changes: changes.clone(),
+                        },
+                    )
+                    .unwrap();
+            }
+            Ok(out)
+        }
+
+        fn run(&mut self, sql: &str) -> SolidResult<Output> {
+            let admin = self.admin.clone();
+            self.run_as(&admin, sql)
+        }
+
+        fn rows(&mut self, sql: &str) -> Vec<Vec<Value>> {
+            match self.run(sql).unwrap_or_else(|e| panic!("{sql}: {e}")) {
+                Output::Rows { rows, .. } => rows,
+                other => panic!("{sql}: not a query: {other:?}"),
+            }
+        }
+
+        fn affected(&mut self, sql: &str) -> u64 {
+            match self.run(sql).unwrap_or_else(|e| panic!("{sql}: {e}")) {
+                Output::Write { rows_affected, .. } => rows_affected,
+                other => panic!("{sql}: not a write: {other:?}"),
+            }
+        }
+
+        fn code(&mut self, sql: &str) -> u32 {
+            self.run(sql).expect_err(sql).code
+        }
+    }
+
+    fn ints(v: &[i64]) -> Vec<Vec<Value>> {
+        v.iter().map(|i| vec![Value::Int(*i)]).collect()
+    }
+
+    #[test]
+    fn primary_key_updates_may_shift_keys_but_not_collide() {
+        let mut f = Fixture::new();
+        f.run("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+            .unwrap();
+        f.affected("INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)");
+        // Every key moves onto a key another moving row frees: allowed.
+        assert_eq!(f.affected("UPDATE t SET id = id + 1"), 3);
+        assert_eq!(f.rows("SELECT id FROM t ORDER BY id"), ints(&[2, 3, 4]));
+        // Moving onto a key a row keeps: refused, nothing changes.
+        assert_eq!(
+            f.code("UPDATE t SET id = 4 WHERE id = 2"),
+            code::DUPLICATE_KEY
+        );
+        // Two rows onto one key: refused.
+        assert_eq!(f.code("UPDATE t SET id = 9"), code::DUPLICATE_KEY);
+        assert_eq!(f.rows("SELECT v FROM t ORDER BY id"), ints(&[10, 20, 30]));
+    }
+
+    #[test]
+    fn point_lookups_and_scans_agree() {
+        let mut f = Fixture::new();
+        f.run("CREATE TABLE t (a INTEGER, b VARCHAR(5), c DOUBLE, PRIMARY KEY (a, b))")
+            .unwrap();
+        f.affected("INSERT INTO t VALUES (1, 'x', 1.5), (1, 'y', 2.5), (2, 'x', NULL)");
+        assert_eq!(
+            f.rows("SELECT c FROM t WHERE a = 1 AND b = 'y'"),
+            vec![vec![Value::Double(2.5)]]
+        );
+        assert_eq!(
+            f.rows("SELECT c FROM t WHERE 'y' = b AND a = 1.0 AND c > 2"),
+            vec![vec![Value::Double(2.5)]]
+        );
+        assert!(
+            f.rows("SELECT c FROM t WHERE a = 1 AND b = 'y' AND c < 0")
+                .is_empty()
+        );
+        assert!(
+            f.rows("SELECT c FROM t WHERE a = 1 AND b = 'zz'")
+                .is_empty()
+        );
+        assert_eq!(f.rows("SELECT COUNT(*) FROM t WHERE a = 1"), ints(&[2]));
+        assert_eq!(f.affected("DELETE FROM t WHERE a = 2 AND b = 'x'"), 1);
+        assert_eq!(
+            f.affected("UPDATE t SET c = c * 2 WHERE a = 1 AND b = 'x'"),
+            1
+        );
+        assert_eq!(
+            f.rows("SELECT c FROM t WHERE a = 1 ORDER BY b"),
+            vec![vec![Value::Double(3.0)], vec![Value::Double(2.5)]]
+        );
+    }
+
+    #[test]
+    fn three_valued_logic_and_null_handling() {
+        let mut f = Fixture::new();
+        f.run("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER)")
+            .unwrap();
+        f.affected("INSERT INTO t VALUES (1, 1), (2, NULL), (3, 3)");
+        assert_eq!(f.rows("SELECT id FROM t WHERE x = NULL"), ints(&[]));
+        assert_eq!(f.rows("SELECT id FROM t WHERE NOT (x = 1)"), ints(&[3]));
+        assert_eq!(
+            f.rows("SELECT id FROM t WHERE x = 1 OR x IS NULL"),
+            ints(&[1, 2])
+        );
+        assert_eq!(
+            f.rows("SELECT id FROM t WHERE x IS NOT NULL AND x > 1"),
+            ints(&[3])
+        );
+        assert_eq!(
+            f.rows("SELECT COUNT(*), COUNT(x), SUM(x), MIN(x), MAX(x), AVG(x) FROM t"),
+            vec![vec![
+                Value::Int(3),
+                Value::Int(2),
+                Value::Int(4),
+                Value::Int(1),
+                Value::Int(3),
+                Value::Double(2.0)
+            ]]
+        );
+        assert_eq!(
+            f.rows("SELECT SUM(x), AVG(x), MIN(x) FROM t WHERE id > 100"),
+            vec![vec![Value::Null, Value::Null, Value::Null]]
+        );
+    }
+
+    #[test]
+    fn order_by_alias_ordinal_and_nulls_first() {
+        let mut f = Fixture::new();
+        f.run("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER)")
+            .unwrap();
+        f.affected("INSERT INTO t VALUES (1, 5), (2, NULL), (3, 1), (4, 5)");
+        assert_eq!(
+            f.rows("SELECT id FROM t ORDER BY x DESC, id LIMIT 3"),
+            ints(&[1, 4, 3])
+        );
+        assert_eq!(
+            f.rows("SELECT id FROM t ORDER BY x, id"),
+            ints(&[2, 3, 1, 4])
+        );
+        assert_eq!(
+            f.rows("SELECT id * 10 AS ten FROM t ORDER BY ten DESC LIMIT 2"),
+            ints(&[40, 30])
+        );
+        assert_eq!(
+            f.rows("SELECT id FROM t ORDER BY 1 DESC LIMIT 1"),
+            ints(&[4])
+        );
+        assert_eq!(f.code("SELECT id FROM t ORDER BY 7"), code::SYNTAX);
+    }
+
+    #[test]
+    fn value_errors_have_their_codes_and_change_nothing() {
+        let mut f = Fixture::new();
+        f.run("CREATE TABLE t (id INTEGER PRIMARY KEY, s VARCHAR(3) NOT NULL, ts TIMESTAMP)")
+            .unwrap();
+        assert_eq!(
+            f.code("INSERT INTO t VALUES (1, 'abcd', NULL)"),
+            code::VALUE_TOO_LONG
+        );
+        assert_eq!(
+            f.code("INSERT INTO t VALUES (1, NULL, NULL)"),
+            code::NOT_NULL_VIOLATION
+        );
+        assert_eq!(f.code("INSERT INTO t VALUES (1, 'a')"), code::VALUE_COUNT);
+        assert_eq!(
+            f.code("INSERT INTO t VALUES ('x', 'a', NULL)"),
+            code::TYPE_MISMATCH
+        );
+        assert_eq!(
+            f.code("INSERT INTO t VALUES (1, 'a', 'not a time')"),
+            code::TYPE_MISMATCH
+        );
+        assert_eq!(
+            f.code("INSERT INTO t VALUES (3000000000, 'a', NULL)"),
+            code::ARITHMETIC
+        );
+        assert_eq!(
+            f.code("INSERT INTO t VALUES (1, 'a', NULL), (1, 'b', NULL)"),
+            code::DUPLICATE_KEY
+        );
+        assert_eq!(
+            f.code("INSERT INTO t (id, nope) VALUES (1, 2)"),
+            code::COLUMN_NOT_FOUND
+        );
+        assert_eq!(f.code("SELECT 1 / 0 FROM t"), code::ARITHMETIC);
+        assert_eq!(f.rows("SELECT COUNT(*) FROM t"), ints(&[0]));
+        f.affected("INSERT INTO t VALUES (1, 'a', '2024-02-29 12:00:00')");
+        assert_eq!(
+            f.rows("SELECT id FROM t WHERE ts > TIMESTAMP '2024-01-01 00:00:00'"),
+            ints(&[1])
+        );
+        assert_eq!(f.code("SELECT id FROM t WHERE s > 1"), code::TYPE_MISMATCH);
+        assert_eq!(f.code("SELECT id FROM t WHERE id"), code::TYPE_MISMATCH);
+        assert_eq!(f.code("SELECT id, COUNT(*) FROM t"), code::SYNTAX);
+    }
+
+    #[test]
+    fn ddl_rules() {
+        let mut f = Fixture::new();
+        assert_eq!(
+            f.code("CREATE TABLE t (a INTEGER, a INTEGER)"),
+            code::DUPLICATE_COLUMN
+        );
+        assert_eq!(
+            f.code("CREATE TABLE t (a INTEGER, PRIMARY KEY (b))"),
+            code::COLUMN_NOT_FOUND
+        );
+        f.run("CREATE TABLE t (a INTEGER)").unwrap();
+        f.affected("INSERT INTO t VALUES (1), (1)");
+        assert_eq!(f.rows("SELECT COUNT(*) FROM t"), ints(&[2]));
+        assert_eq!(
+            f.code("ALTER TABLE t ADD COLUMN b INTEGER NOT NULL"),
+            code::NOT_NULL_VIOLATION
+        );
+        f.run("ALTER TABLE t ADD COLUMN b INTEGER").unwrap();
+        assert_eq!(
+            f.code("ALTER TABLE t ADD COLUMN b INTEGER"),
+            code::DUPLICATE_COLUMN
+        );
+        assert_eq!(
+            f.rows("SELECT b FROM t"),
+            vec![vec![Value::Null], vec![Value::Null]]
+        );
+        f.run("DROP TABLE t").unwrap();
+        assert_eq!(f.code("DROP TABLE t"), code::TABLE_NOT_FOUND);
+        // A new table of the same name starts empty.
+        f.run("CREATE TABLE t (a INTEGER)").unwrap();
+        assert_eq!(f.rows("SELECT COUNT(*) FROM t"), ints(&[0]));
+    }
+
+    #[test]
+    fn privileges_are_checked() {
+        let mut f = Fixture::new();
+        let joe = SessionUser {
+            name: "JOE".into(),
+            admin: false,
+        };
+        for sql in [
+            "CREATE TABLE t (a INTEGER)",
+            "CREATE USER x IDENTIFIED BY 'y'",
+            "DROP USER x",
+            "GRANT ADMIN TO x",
+        ] {
+            assert_eq!(
+                f.run_as(&joe, sql).unwrap_err().code,
+                code::NOT_PERMITTED,
+                "{sql}"
+            );
+        }
+        f.run("CREATE TABLE t (a INTEGER)").unwrap();
+        assert_eq!(
+            f.run_as(&joe, "DROP TABLE t").unwrap_err().code,
+            code::NOT_PERMITTED
+        );
+        assert!(f.run_as(&joe, "INSERT INTO t VALUES (1)").is_ok());
+    }
+}
