@@ -197,13 +197,13 @@ impl Engine {
             .as_ref()
             .map(|r| r.password_hash.as_str())
             .unwrap_or(DUMMY_HASH);
-        if auth::verify_password(password, hash) {
-            if let Some(r) = record {
-                return Ok(SessionUser {
-                    name: r.name,
-                    admin: r.admin,
-                });
-            }
+        if auth::verify_password(password, hash)
+            && let Some(r) = record
+        {
+            return Ok(SessionUser {
+                name: r.name,
+                admin: r.admin,
+            });
         }
         Err(SolidError::auth(
             code::LOGIN_FAILED,
@@ -248,14 +248,14 @@ impl Engine {
         }
         let wal = self.wal.lock();
         let output = exec::execute(&self.snapshot()?, user, stmt)?;
-        if let Output::Write { changes, .. } = &output {
-            if !changes.is_empty() {
-                let record = LogRecord {
-                    changes: changes.clone(),
-                };
-                self.log_and_apply_locked(wal, &record)
-                    .map_err(|e| self.fail(e))?;
-            }
+        if let Output::Write { changes, .. } = &output
+            && !changes.is_empty()
+        {
+            let record = LogRecord {
+                changes: changes.clone(),
+            };
+            self.log_and_apply_locked(wal, &record)
+                .map_err(|e| self.fail(e))?;
         }
         Ok(output)
     }
@@ -331,5 +331,116 @@ impl Engine {
     /// Why the engine stopped accepting statements, if it did.
     pub fn failure(&self) -> Option<String> {
         self.failed.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::sql::parser::parse_statement;
+    use crate::sql::value::Value;
+    use crate::storage::logfs::MemFs;
+
+    fn open(dir: &Path, fs: &MemFs, create: bool) -> Result<(Engine, RecoveryReport), EngineError> {
+        let admin = create.then(|| InitialAdmin {
+            user: "dba".into(),
+            password: "pw".into(),
+        });
+        Engine::open_with(
+            !create,
+            &dir.join("solid.db"),
+            Arc::new(fs.clone()),
+            admin,
+            Arc::new(MessageLog::discard()),
+        )
+    }
+
+    fn run(e: &Engine, sql: &str) -> SolidResult<Output> {
+        let user = SessionUser {
+            name: "DBA".into(),
+            admin: true,
+        };
+        e.execute(&user, &parse_statement(sql).unwrap())
+    }
+
+    fn count(e: &Engine) -> Value {
+        match run(e, "SELECT COUNT(*) FROM t").unwrap() {
+            Output::Rows { rows, .. } => rows[0][0].clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn acknowledged_statements_survive_a_crash_that_drops_unsynced_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = MemFs::new();
+        let (e, report) = open(dir.path(), &fs, true).unwrap();
+        assert!(report.created);
+        run(&e, "CREATE TABLE t (id INTEGER PRIMARY KEY)").unwrap();
+        for i in 0..10 {
+            run(&e, &format!("INSERT INTO t VALUES ({i})")).unwrap();
+        }
+        drop(e); // no final checkpoint: a crash
+        fs.crash();
+        let (e, report) = open(dir.path(), &fs, false).unwrap();
+        assert_eq!(count(&e), Value::Int(10));
+        assert!(!report.created);
+        assert!(e.authenticate("dba", "pw").is_ok());
+    }
+
+    #[test]
+    fn a_failed_fsync_fails_the_statement_and_stops_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = MemFs::new();
+        let (mut e, _) = open(dir.path(), &fs, true).unwrap();
+        let hooked = Arc::new(AtomicBool::new(false));
+        let h = hooked.clone();
+        e.set_fatal_hook(move |_| h.store(true, Ordering::SeqCst));
+        run(&e, "CREATE TABLE t (id INTEGER PRIMARY KEY)").unwrap();
+        run(&e, "INSERT INTO t VALUES (1)").unwrap();
+        fs.fail_next_sync();
+        let err = run(&e, "INSERT INTO t VALUES (2)").unwrap_err();
+        assert_eq!(err.code, code::STORAGE);
+        assert!(hooked.load(Ordering::SeqCst));
+        assert!(e.failure().is_some());
+        // Nothing more is accepted, not even reads.
+        assert_eq!(
+            run(&e, "SELECT COUNT(*) FROM t").unwrap_err().code,
+            code::STORAGE
+        );
+        drop(e);
+        fs.crash();
+        let (e, _) = open(dir.path(), &fs, false).unwrap();
+        assert_eq!(count(&e), Value::Int(1), "the unacknowledged row is gone");
+    }
+
+    #[test]
+    fn checkpoint_lets_the_log_go_and_recovery_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = MemFs::new();
+        let (e, _) = open(dir.path(), &fs, true).unwrap();
+        run(&e, "CREATE TABLE t (id INTEGER PRIMARY KEY)").unwrap();
+        run(&e, "INSERT INTO t VALUES (1), (2)").unwrap();
+        let before = fs.names();
+        e.checkpoint().unwrap();
+        let after = fs.names();
+        assert!(
+            before.iter().all(|n| !after.contains(n)),
+            "segments covered by the checkpoint are deleted: {before:?} -> {after:?}"
+        );
+        run(&e, "INSERT INTO t VALUES (3)").unwrap();
+        drop(e);
+        fs.crash();
+        let (e, _) = open(dir.path(), &fs, false).unwrap();
+        assert_eq!(count(&e), Value::Int(3));
+    }
+
+    #[test]
+    fn no_database_is_created_without_an_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = open(dir.path(), &MemFs::new(), false).unwrap_err();
+        assert!(err.to_string().contains("-U"), "{err}");
     }
 }

@@ -49,6 +49,8 @@ pub const ROWS_PER_BATCH: usize = 500;
 pub const BATCH_BYTES: usize = 1024 * 1024;
 /// Reply parts buffered per streaming statement before back-pressure applies.
 const REPLY_BUFFER: usize = 4;
+/// How long a stopping node waits for open client connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Concurrent RPCs on one client connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
@@ -225,6 +227,7 @@ async fn serve(
         config.com.max_connections as usize,
         msglog.clone(),
     );
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = {
         let fatal = fatal.clone();
         async move {
@@ -232,9 +235,10 @@ async fn serve(
                 _ = shutdown => {}
                 _ = fatal.notified() => {}
             }
+            let _ = stopping_tx.send(());
         }
     };
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -246,9 +250,27 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming, stop)
-        .await
-        .map_err(|e| StartError::Other(format!("server error: {e}")))?;
+        .serve_with_incoming_shutdown(incoming, stop);
+    // Graceful shutdown waits for open connections; idle clients may keep theirs open for
+    // ever, so after a grace period the node closes them and stops anyway.
+    let grace_expired = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => {
+            result.map_err(|e| StartError::Other(format!("server error: {e}")))?;
+        }
+        _ = grace_expired => {
+            msglog.info(format!(
+                "closing client connections still open {} s after the stop request",
+                SHUTDOWN_GRACE.as_secs()
+            ));
+        }
+    }
 
     if let Some(engine) = &engine {
         if let Some(why) = engine.failure() {

@@ -1299,9 +1299,9 @@ mod tests {
             f.code("INSERT INTO t (id, nope) VALUES (1, 2)"),
             code::COLUMN_NOT_FOUND
         );
-        assert_eq!(f.code("SELECT 1 / 0 FROM t"), code::ARITHMETIC);
         assert_eq!(f.rows("SELECT COUNT(*) FROM t"), ints(&[0]));
         f.affected("INSERT INTO t VALUES (1, 'a', '2024-02-29 12:00:00')");
+        assert_eq!(f.code("SELECT id / 0 FROM t"), code::ARITHMETIC);
         assert_eq!(
             f.rows("SELECT id FROM t WHERE ts > TIMESTAMP '2024-01-01 00:00:00'"),
             ints(&[1])
