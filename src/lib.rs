@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod error;
+pub mod grid;
 pub mod msglog;
 pub mod server;
 pub mod sql;

@@ -1,0 +1,4 @@
+//! The grid: leader election, the replicated grid log and membership changes as a
+//! two-phase commit (design §5).
+
+pub mod types;
