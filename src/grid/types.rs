@@ -172,7 +172,9 @@ impl Topology {
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Member> {
-        self.members.values().find(|m| m.name.eq_ignore_ascii_case(name))
+        self.members
+            .values()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
     }
 
     pub fn by_addr(&self, addr: &str) -> Option<&Member> {
