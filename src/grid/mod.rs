@@ -1,5 +1,6 @@
 //! The grid: leader election, the replicated grid log and membership changes as a
 //! two-phase commit (design §5).
 
+pub mod core;
 pub mod membership;
 pub mod types;
