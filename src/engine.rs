@@ -23,7 +23,7 @@ use crate::error::{SolidError, SolidResult, code};
 use crate::msglog::MessageLog;
 use crate::sql::ast::Statement;
 use crate::sql::exec::{self, Output, SessionUser};
-use crate::storage::db::{Change, Db, DbError, LogRecord, Snapshot, UserRecord};
+use crate::storage::db::{Change, Db, DbDump, DbError, LogRecord, Snapshot, UserRecord};
 use crate::storage::logfs::{DiskFs, LogFs};
 use crate::storage::wal::{Wal, WalError};
 
@@ -107,13 +107,27 @@ impl Engine {
         admin: Option<InitialAdmin>,
         msglog: Arc<MessageLog>,
     ) -> Result<(Engine, RecoveryReport), EngineError> {
-        let fs: Arc<dyn LogFs> = Arc::new(DiskFs::new(&paths.log_dir).map_err(|e| {
+        let fs = Self::log_fs(paths)?;
+        Self::open_with(paths.has_database(), &paths.db_file, fs, admin, msglog)
+    }
+
+    /// Creates an empty database (no users yet) for a node joining a grid: the grid's
+    /// common data is restored into it right after.
+    pub fn create_for_join(
+        paths: &StoragePaths,
+        msglog: Arc<MessageLog>,
+    ) -> Result<Engine, EngineError> {
+        let fs = Self::log_fs(paths)?;
+        Self::open_inner(false, &paths.db_file, fs, None, false, msglog).map(|(e, _)| e)
+    }
+
+    fn log_fs(paths: &StoragePaths) -> Result<Arc<dyn LogFs>, EngineError> {
+        Ok(Arc::new(DiskFs::new(&paths.log_dir).map_err(|e| {
             EngineError::Setup(format!(
                 "cannot open transaction log directory {}: {e}",
                 paths.log_dir.display()
             ))
-        })?);
-        Self::open_with(paths.has_database(), &paths.db_file, fs, admin, msglog)
+        })?))
     }
 
     /// [`Engine::open`] over any log file system (tests use a fault-injecting one).
@@ -124,7 +138,18 @@ impl Engine {
         admin: Option<InitialAdmin>,
         msglog: Arc<MessageLog>,
     ) -> Result<(Engine, RecoveryReport), EngineError> {
-        if !exists && admin.is_none() {
+        Self::open_inner(exists, db_file, fs, admin, true, msglog)
+    }
+
+    fn open_inner(
+        exists: bool,
+        db_file: &Path,
+        fs: Arc<dyn LogFs>,
+        admin: Option<InitialAdmin>,
+        require_users: bool,
+        msglog: Arc<MessageLog>,
+    ) -> Result<(Engine, RecoveryReport), EngineError> {
+        if require_users && !exists && admin.is_none() {
             return Err(EngineError::Setup(
                 "no database found: start with -U user -P password to create one".into(),
             ));
@@ -170,6 +195,7 @@ impl Engine {
                 engine.log_and_apply(&record)?;
                 report.created = true;
             }
+            (false, None) if !require_users => {}
             (false, None) => {
                 return Err(EngineError::Setup(
                     "the database has no users (its creation did not finish): start with -U user -P password".into(),
@@ -328,6 +354,55 @@ fn storage_error(e: DbError) -> SolidError {
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29saWRncmlkZHVtbXk$3H6r8nY0zqK3b5lR0i9Sx5XJm3bqO1wq4x2dEXrLq0Q";
 
 impl Engine {
+    /// The database file (the grid layer keeps its log in it too).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Computes a statement's changes without writing them: in a grid the leader replicates
+    /// them through the grid log and every node applies them with [`Engine::apply_replicated`].
+    /// The caller serialises planning and applying (one grid write at a time).
+    pub fn plan(&self, user: &SessionUser, stmt: &Statement) -> SolidResult<Output> {
+        exec::execute(&self.snapshot()?, user, stmt)
+    }
+
+    /// The last grid-log index applied to this database (0 outside a grid).
+    pub fn grid_applied_index(&self) -> SolidResult<u64> {
+        self.snapshot()?.grid_applied_index().map_err(storage_error)
+    }
+
+    /// Applies a committed grid-log data entry at `index`, durably (transaction log fsync),
+    /// recording the index with it. Entries at or below the recorded index were applied
+    /// before a restart and are skipped, so replaying the grid log is exact.
+    pub fn apply_replicated(&self, index: u64, mut record: LogRecord) -> SolidResult<()> {
+        let wal = self.wal.lock();
+        if index <= self.grid_applied_index()? {
+            return Ok(());
+        }
+        record.changes.push(Change::SetGridApplied(index));
+        self.log_and_apply_locked(wal, &record)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// A consistent copy of catalog, users and rows: the common data a joining node gets.
+    pub fn dump(&self) -> SolidResult<DbDump> {
+        self.snapshot()?.dump().map_err(storage_error)
+    }
+
+    /// Replaces the whole database with `dump` (a joining node storing the grid's common
+    /// data), durably, and records `grid_index` as applied.
+    pub fn restore(&self, dump: &DbDump, grid_index: u64) -> Result<(), EngineError> {
+        let mut wal = self.wal.lock();
+        let seq = self.db.snapshot()?.applied_seq()?;
+        self.db.restore(dump, seq)?;
+        let record = LogRecord {
+            changes: vec![Change::SetGridApplied(grid_index)],
+        };
+        let seq = wal.append_sync(&record.encode())?;
+        self.db.apply(seq, &record)?;
+        self.checkpoint_locked(&mut wal)
+    }
+
     /// Why the engine stopped accepting statements, if it did.
     pub fn failure(&self) -> Option<String> {
         self.failed.lock().clone()
@@ -443,4 +518,23 @@ mod tests {
         let err = open(dir.path(), &MemFs::new(), false).unwrap_err();
         assert!(err.to_string().contains("-U"), "{err}");
     }
+}
+
+/// Deletes a node's database file and transaction log (a joining node whose add was rolled
+/// back becomes empty again). The engine must be closed.
+pub fn remove_database(paths: &StoragePaths) -> std::io::Result<()> {
+    match std::fs::remove_file(&paths.db_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Ok(entries) = std::fs::read_dir(&paths.log_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if crate::storage::wal::parse_segment_name(&name.to_string_lossy()).is_some() {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod grid;
 pub mod msglog;
+pub mod node;
 pub mod server;
 pub mod sql;
 pub mod storage;

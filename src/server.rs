@@ -26,7 +26,9 @@ use crate::client::{error_to_pb, value_to_pb};
 use crate::config::{Config, ConfigError};
 use crate::engine::{Engine, InitialAdmin, StoragePaths};
 use crate::error::{SolidError, SolidResult, code};
+use crate::grid::peer::peer_service;
 use crate::msglog::MessageLog;
+use crate::node::{NodeRuntime, NodeRuntimeHandle};
 use crate::pb;
 use crate::pb::solid_client_server::{SolidClient, SolidClientServer};
 use crate::sql::ast::Statement;
@@ -198,11 +200,22 @@ async fn serve(
         .map_err(|e| StartError::Other(format!("cannot read the listen address: {e}")))?;
     msglog.info(format!("listening on {local}"));
 
+    let node = NodeRuntime::new(
+        config.clone(),
+        paths.clone(),
+        opts.workdir.clone(),
+        engine.clone(),
+        msglog.clone(),
+        fatal.clone(),
+    );
+    node.resume_grid()
+        .map_err(|e| StartError::Other(format!("cannot resume grid membership: {e}")))?;
+    let peer = config.grid.secret.as_ref().filter(|_| config.grid.grid_enabled).map(|secret| {
+        peer_service(Arc::new(NodeRuntimeHandle(node.clone())), secret.clone())
+    });
     let service = ClientService {
         inner: Arc::new(ServiceState {
-            engine: engine.clone(),
-            config: config.clone(),
-            name,
+            node: node.clone(),
             msglog: msglog.clone(),
             sessions: Mutex::new(HashMap::new()),
         }),
@@ -247,6 +260,7 @@ async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .add_optional_service(peer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -272,7 +286,8 @@ async fn serve(
         }
     }
 
-    if let Some(engine) = &engine {
+    node.stop().await;
+    if let Some(engine) = &node.engine() {
         if let Some(why) = engine.failure() {
             return Err(StartError::Other(format!(
                 "stopped after a storage failure: {why}"
@@ -362,10 +377,7 @@ impl AsyncWrite for LimitedStream {
 }
 
 struct ServiceState {
-    /// `None` on an empty `-x gridnode` node.
-    engine: Option<Arc<Engine>>,
-    config: Config,
-    name: String,
+    node: Arc<NodeRuntime>,
     msglog: Arc<MessageLog>,
     sessions: Mutex<HashMap<String, SessionUser>>,
 }
@@ -384,12 +396,12 @@ fn new_session_token() -> String {
 
 impl ServiceState {
     fn engine(&self) -> SolidResult<Arc<Engine>> {
-        self.engine.clone().ok_or_else(|| {
+        self.node.engine().ok_or_else(|| {
             SolidError::server(
                 code::NO_DATABASE,
                 format!(
                     "node {} has no database: it is an empty grid node (solid -x gridnode) waiting to be added to a grid",
-                    self.name
+                    self.node.name
                 ),
             )
         })
@@ -451,9 +463,7 @@ impl ServiceState {
             }
             return self.admin_command(&engine, &cmd.command).await;
         }
-        tokio::task::spawn_blocking(move || engine.execute(&user, &stmt))
-            .await
-            .map_err(|e| SolidError::server(code::STORAGE, e.to_string()))?
+        self.node.execute(user, stmt).await
     }
 
     async fn admin_command(&self, engine: &Arc<Engine>, text: &str) -> SolidResult<Output> {
@@ -488,13 +498,13 @@ impl ServiceState {
             ["status"] => Ok(text_rows(
                 &["NAME", "VALUE"],
                 vec![
-                    vec!["node".into(), self.name.clone()],
+                    vec!["node".into(), self.node.name.clone()],
                     vec!["version".into(), crate::VERSION.into()],
-                    vec!["mode".into(), "standalone".into()],
+                    vec!["mode".into(), self.node.mode().into()],
                     vec!["sessions".into(), self.sessions.lock().len().to_string()],
                     vec![
                         "grid enabled".into(),
-                        if self.config.grid.grid_enabled {
+                        if self.node.config.grid.grid_enabled {
                             "yes"
                         } else {
                             "no"
@@ -505,16 +515,18 @@ impl ServiceState {
             )),
             ["parameter", "grid"] => Ok(text_rows(
                 &["PARAMETER", "VALUE"],
-                self.config
+                self.node
+                    .config
                     .grid_parameters()
                     .into_iter()
                     .map(|(k, v)| vec![k, v])
                     .collect(),
             )),
+            ["grid", "nodeinfo"] => self.node.nodeinfo(),
             _ => Err(SolidError::server(
                 code::UNKNOWN_ADMIN_COMMAND,
                 format!(
-                    "unknown ADMIN COMMAND '{text}' (known: makecp, status, version, parameter grid)"
+                    "unknown ADMIN COMMAND '{text}' (known: makecp, status, version, parameter grid, grid nodeinfo)"
                 ),
             )),
         }
@@ -643,18 +655,13 @@ impl SolidClient for ClientService {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
-        let s = &self.inner;
+        let node = &self.inner.node;
         Ok(Response::new(pb::StatusReply {
-            node_name: s.name.clone(),
+            node_name: node.name.clone(),
             version: crate::VERSION.to_string(),
-            mode: if s.engine.is_some() {
-                "standalone"
-            } else {
-                "gridnode"
-            }
-            .to_string(),
-            has_database: s.engine.is_some(),
-            grid_enabled: s.config.grid.grid_enabled,
+            mode: node.mode().to_string(),
+            has_database: node.engine().is_some(),
+            grid_enabled: node.config.grid.grid_enabled,
         }))
     }
 }

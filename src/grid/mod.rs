@@ -2,5 +2,6 @@
 //! two-phase commit (design §5).
 
 pub mod core;
+pub mod driver;
 pub mod membership;
 pub mod types;
