@@ -4,4 +4,5 @@
 pub mod core;
 pub mod driver;
 pub mod membership;
+pub mod store;
 pub mod types;

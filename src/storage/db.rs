@@ -8,13 +8,21 @@
 //! after `applied_seq` brings the file back to the last acknowledged statement.
 //!
 //! Layout (redb tables):
-//! - `meta`: `applied_seq`, `next_table_id`, `created_at` → u64
+//! - `meta`: `applied_seq`, `next_table_id`, `grid_applied_index` → u64
 //! - `catalog`: table name → postcard [`TableDef`]
 //! - `users`: user name → postcard [`UserRecord`]
 //! - `rows`: `table_id (8 bytes, big-endian) ‖ row key` → postcard `Vec<Value>`
+//!
+//! The same redb file also holds the grid log (`grid_log`, `grid_meta`), owned by
+//! `grid::store` through [`Db::redb`]; nothing here reads or clears those tables.
+//!
+//! A node joining a grid receives the grid's common data as a [`DbDump`] (taken by
+//! [`Snapshot::dump`] from one read transaction) and installs it with [`Db::restore`], which
+//! replaces catalog, users and rows in one durable commit.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -31,6 +39,7 @@ const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 
 const APPLIED_SEQ: &str = "applied_seq";
 const NEXT_TABLE_ID: &str = "next_table_id";
+const GRID_APPLIED_INDEX: &str = "grid_applied_index";
 
 /// A table's definition as stored in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +122,10 @@ pub enum Change {
     DropUser {
         name: String,
     },
+    /// Records the last grid-log index applied to this database (stored in `meta`). A grid
+    /// entry's database changes carry it in the same record, so data and grid position move
+    /// together.
+    SetGridApplied(u64),
 }
 
 /// A log record: the changes of one statement.
@@ -131,9 +144,14 @@ impl LogRecord {
     }
 }
 
-/// A failure of the database file. All of these are fatal for the node.
+/// A failure of the database file. All of these but [`DbError::InvalidDump`] are fatal for
+/// the node.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// A dump handed to [`Db::restore`] is inconsistent (it came from a peer); nothing was
+    /// changed.
+    #[error("invalid database dump: {0}")]
+    InvalidDump(String),
     #[error("database file {path}: {message}")]
     Open { path: PathBuf, message: String },
     #[error("database file: {0}")]
@@ -173,9 +191,72 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, D
     postcard::from_bytes(bytes).map_err(|e| DbError::Decode(format!("{what}: {e}")))
 }
 
+/// The grid's common data, as a joining node receives it: catalog, users and rows, plus the
+/// grid-log position they reflect. Rows are `(table id, primary-key encoding, values as
+/// stored)`; rows written before an `ADD COLUMN` stay short and read padded, as here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbDump {
+    pub next_table_id: u64,
+    /// The last grid-log index applied to the dumped data (0 when none).
+    pub grid_applied_index: u64,
+    pub tables: Vec<TableDef>,
+    pub users: Vec<UserRecord>,
+    pub rows: Vec<(u64, Vec<u8>, Vec<Value>)>,
+}
+
+impl DbDump {
+    /// Checks the dump is self-consistent: unique table ids (below `next_table_id`) and
+    /// names, primary keys naming existing columns, unique user names, and every row in a
+    /// dumped table and no wider than it.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut widths = std::collections::HashMap::new();
+        let mut names = std::collections::HashSet::new();
+        for def in &self.tables {
+            if def.id >= self.next_table_id {
+                return Err(format!(
+                    "table {} has id {} but next_table_id is {}",
+                    def.name, def.id, self.next_table_id
+                ));
+            }
+            if widths.insert(def.id, def.columns.len()).is_some() {
+                return Err(format!("table id {} appears twice", def.id));
+            }
+            if !names.insert(def.name.as_str()) {
+                return Err(format!("table {} appears twice", def.name));
+            }
+            if let Some(&i) = def.primary_key.iter().find(|&&i| i >= def.columns.len()) {
+                return Err(format!(
+                    "table {}: primary key column {i} of {} columns",
+                    def.name,
+                    def.columns.len()
+                ));
+            }
+        }
+        let mut users = std::collections::HashSet::new();
+        for user in &self.users {
+            if !users.insert(user.name.as_str()) {
+                return Err(format!("user {} appears twice", user.name));
+            }
+        }
+        for (table_id, _, row) in &self.rows {
+            match widths.get(table_id) {
+                None => return Err(format!("a row of table id {table_id}, which is not dumped")),
+                Some(&w) if row.len() > w => {
+                    return Err(format!(
+                        "a row of table id {table_id} has {} values for {w} columns",
+                        row.len()
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The database file.
 pub struct Db {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
 }
 
@@ -193,7 +274,7 @@ impl Db {
             message: e.to_string(),
         })?;
         let this = Db {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
         };
         let mut txn = this.db.begin_write()?;
@@ -208,6 +289,14 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The underlying redb database, shared with the grid-log store (`grid::store`), which
+    /// keeps its own tables in the same file. redb runs one write transaction at a time, so
+    /// the two writers serialise; a durable commit by either makes every earlier commit of
+    /// both durable.
+    pub fn redb(&self) -> &Arc<Database> {
+        &self.db
     }
 
     /// A consistent read view of the last applied record.
@@ -238,6 +327,44 @@ impl Db {
         };
         txn.commit()?;
         Ok(seq)
+    }
+
+    /// Replaces the whole catalog, every user and every row by `dump`'s, and sets
+    /// `applied_seq` (the local transaction-log position the new contents stand for),
+    /// `next_table_id` and `grid_applied_index` from it: one durable commit, so a crash leaves
+    /// either the old contents or the new ones. The grid-log tables are not touched.
+    /// An inconsistent dump ([`DbDump::validate`]) is refused with [`DbError::InvalidDump`]
+    /// before anything changes.
+    pub fn restore(&self, dump: &DbDump, applied_seq: u64) -> Result<(), DbError> {
+        dump.validate().map_err(DbError::InvalidDump)?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut catalog = txn.open_table(CATALOG)?;
+            let mut users = txn.open_table(USERS)?;
+            let mut rows = txn.open_table(ROWS)?;
+            catalog.retain(|_, _| false)?;
+            users.retain(|_, _| false)?;
+            rows.retain(|_, _| false)?;
+            for def in &dump.tables {
+                let bytes = postcard::to_stdvec(def).expect("encoding into a Vec cannot fail");
+                catalog.insert(def.name.as_str(), bytes.as_slice())?;
+            }
+            for user in &dump.users {
+                let bytes = postcard::to_stdvec(user).expect("encoding into a Vec cannot fail");
+                users.insert(user.name.as_str(), bytes.as_slice())?;
+            }
+            for (table_id, key, row) in &dump.rows {
+                let bytes = postcard::to_stdvec(row).expect("encoding into a Vec cannot fail");
+                rows.insert(row_key(*table_id, key).as_slice(), bytes.as_slice())?;
+            }
+            meta.insert(NEXT_TABLE_ID, dump.next_table_id)?;
+            meta.insert(GRID_APPLIED_INDEX, dump.grid_applied_index)?;
+            meta.insert(APPLIED_SEQ, applied_seq)?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 }
 
@@ -286,6 +413,9 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
             Change::DropUser { name } => {
                 users.remove(name.as_str())?;
             }
+            Change::SetGridApplied(index) => {
+                meta.insert(GRID_APPLIED_INDEX, *index)?;
+            }
         }
     }
     meta.insert(APPLIED_SEQ, seq)?;
@@ -306,6 +436,52 @@ impl Snapshot {
     pub fn next_table_id(&self) -> Result<u64, DbError> {
         let meta = self.txn.open_table(META)?;
         Ok(meta.get(NEXT_TABLE_ID)?.map(|v| v.value()).unwrap_or(1))
+    }
+
+    /// The last grid-log index applied to this database; 0 when none was.
+    pub fn grid_applied_index(&self) -> Result<u64, DbError> {
+        let meta = self.txn.open_table(META)?;
+        Ok(meta
+            .get(GRID_APPLIED_INDEX)?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    }
+
+    /// Everything a joining node needs: catalog, users and all rows, as of this snapshot.
+    pub fn dump(&self) -> Result<DbDump, DbError> {
+        self.dump_rows_of(|_| true)
+    }
+
+    /// Like [`Snapshot::dump`], with the rows of only the tables `include_rows` selects (the
+    /// grid copies shared tables whole; partitions travel separately). Every table's
+    /// definition is included either way.
+    pub fn dump_rows_of(
+        &self,
+        mut include_rows: impl FnMut(&TableDef) -> bool,
+    ) -> Result<DbDump, DbError> {
+        let tables = self.tables()?;
+        let users = self.users()?;
+        let rows_table = self.txn.open_table(ROWS)?;
+        let mut rows = Vec::new();
+        for def in &tables {
+            if !include_rows(def) {
+                continue;
+            }
+            let from = table_prefix(def.id);
+            let to = table_prefix(def.id + 1);
+            for entry in rows_table.range(from.as_slice()..to.as_slice())? {
+                let (k, v) = entry?;
+                let row: Vec<Value> = decode("row", v.value())?;
+                rows.push((def.id, k.value()[8..].to_vec(), row));
+            }
+        }
+        Ok(DbDump {
+            next_table_id: self.next_table_id()?,
+            grid_applied_index: self.grid_applied_index()?,
+            tables,
+            users,
+            rows,
+        })
     }
 
     pub fn table(&self, name: &str) -> Result<Option<TableDef>, DbError> {
@@ -502,6 +678,222 @@ mod tests {
             vec![vec![Value::Int(7), Value::Null, Value::Null]]
         );
         assert_eq!(snap.applied_seq().unwrap(), 2);
+    }
+
+    fn user(name: &str, admin: bool) -> UserRecord {
+        UserRecord {
+            name: name.into(),
+            password_hash: format!("$hash-of-{name}"),
+            admin,
+        }
+    }
+
+    fn put(t: &TableDef, id: i64, v: &str) -> Change {
+        let row = vec![Value::Int(id), Value::Text(v.into())];
+        Change::PutRow {
+            table_id: t.id,
+            key: t.key_of(&row),
+            row,
+        }
+    }
+
+    /// Everything a snapshot shows, for comparing two databases.
+    #[derive(Debug, PartialEq)]
+    struct Contents {
+        next_table_id: u64,
+        grid_applied_index: u64,
+        tables: Vec<TableDef>,
+        users: Vec<UserRecord>,
+        /// The rows of each table in `tables`, in key order, as reads see them.
+        rows: Vec<Vec<Vec<Value>>>,
+    }
+
+    fn contents(db: &Db) -> Contents {
+        let snap = db.snapshot().unwrap();
+        let tables = snap.tables().unwrap();
+        let rows = tables.iter().map(|t| rows_of(&snap, t)).collect();
+        Contents {
+            next_table_id: snap.next_table_id().unwrap(),
+            grid_applied_index: snap.grid_applied_index().unwrap(),
+            tables,
+            users: snap.users().unwrap(),
+            rows,
+        }
+    }
+
+    /// A database with two tables (one altered after its first row, one without a primary
+    /// key), a dropped table, two users and a grid position.
+    fn populated(path: &Path) -> Db {
+        let db = Db::open(path).unwrap();
+        let a = def(1, "A");
+        let gone = def(2, "GONE");
+        let mut c = def(3, "C");
+        c.primary_key.clear();
+        db.apply(
+            1,
+            &LogRecord {
+                changes: vec![
+                    Change::CreateTable(a.clone()),
+                    Change::CreateTable(gone.clone()),
+                    Change::CreateTable(c.clone()),
+                    put(&a, 1, "one"),
+                    put(&a, 2, "two"),
+                    put(&gone, 9, "nine"),
+                    Change::InsertAutoKey {
+                        table_id: 3,
+                        ordinal: 0,
+                        row: vec![Value::Int(5), Value::Null],
+                    },
+                    Change::PutUser(user("DBA", true)),
+                    Change::PutUser(user("BOB", false)),
+                ],
+            },
+        )
+        .unwrap();
+        let mut a2 = a.clone();
+        a2.columns.push(ColumnMeta {
+            name: "W".into(),
+            sql_type: SqlType::Boolean,
+            not_null: false,
+        });
+        db.apply(
+            2,
+            &LogRecord {
+                changes: vec![
+                    Change::AlterTable(a2.clone()),
+                    Change::PutRow {
+                        table_id: 1,
+                        key: a2.key_of(&[Value::Int(3)]),
+                        row: vec![Value::Int(3), Value::Null, Value::Bool(true)],
+                    },
+                    Change::DropTable {
+                        name: "GONE".into(),
+                        id: 2,
+                    },
+                    Change::SetGridApplied(17),
+                ],
+            },
+        )
+        .unwrap();
+        db
+    }
+
+    #[test]
+    fn dump_restored_into_a_fresh_file_shows_the_same_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = populated(&dir.path().join("a.db"));
+        let dump = source.snapshot().unwrap().dump().unwrap();
+        assert_eq!(dump.next_table_id, 4);
+        assert_eq!(dump.grid_applied_index, 17);
+        assert_eq!(dump.rows.len(), 4, "{dump:?}");
+        dump.validate().unwrap();
+
+        let path = dir.path().join("b.db");
+        {
+            let target = Db::open(&path).unwrap();
+            target.restore(&dump, 5).unwrap();
+            assert_eq!(contents(&target), contents(&source));
+            assert_eq!(target.snapshot().unwrap().applied_seq().unwrap(), 5);
+            assert_eq!(target.snapshot().unwrap().dump().unwrap(), dump);
+        }
+        // The restore was one durable commit: it survives reopening without a checkpoint.
+        let reopened = Db::open(&path).unwrap();
+        assert_eq!(contents(&reopened), contents(&source));
+        assert_eq!(reopened.snapshot().unwrap().applied_seq().unwrap(), 5);
+    }
+
+    #[test]
+    fn restore_replaces_previous_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = populated(&dir.path().join("a.db"));
+        let t = def(7, "OTHER");
+        let dump = DbDump {
+            next_table_id: 8,
+            grid_applied_index: 40,
+            tables: vec![t.clone()],
+            users: vec![user("CAROL", true)],
+            rows: vec![(7, t.key_of(&[Value::Int(1)]), vec![Value::Int(1)])],
+        };
+        db.restore(&dump, 0).unwrap();
+        let snap = db.snapshot().unwrap();
+        assert_eq!(snap.tables().unwrap(), vec![t.clone()]);
+        assert_eq!(snap.table("A").unwrap(), None);
+        assert!(rows_of(&snap, &def(1, "A")).is_empty(), "old rows are gone");
+        assert_eq!(snap.users().unwrap(), vec![user("CAROL", true)]);
+        assert_eq!(snap.user("DBA").unwrap(), None);
+        assert_eq!(rows_of(&snap, &t), vec![vec![Value::Int(1), Value::Null]]);
+        assert_eq!(snap.next_table_id().unwrap(), 8);
+        assert_eq!(snap.grid_applied_index().unwrap(), 40);
+        assert_eq!(snap.applied_seq().unwrap(), 0);
+    }
+
+    #[test]
+    fn dump_rows_of_selects_tables_but_keeps_every_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = populated(&dir.path().join("a.db"));
+        let dump = db
+            .snapshot()
+            .unwrap()
+            .dump_rows_of(|t| t.name == "C")
+            .unwrap();
+        assert_eq!(dump.tables.len(), 2);
+        assert_eq!(dump.rows.len(), 1);
+        assert_eq!(dump.rows[0].0, 3);
+    }
+
+    #[test]
+    fn an_inconsistent_dump_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = populated(&dir.path().join("a.db"));
+        let before = contents(&db);
+        let good = db.snapshot().unwrap().dump().unwrap();
+        let mut orphan_row = good.clone();
+        orphan_row.rows.push((99, vec![1], vec![Value::Int(1)]));
+        let mut low_next_id = good.clone();
+        low_next_id.next_table_id = 2;
+        let mut twice = good.clone();
+        twice.users.push(user("DBA", false));
+        let mut bad_key = good.clone();
+        bad_key.tables[0].primary_key = vec![5];
+        let mut wide_row = good.clone();
+        wide_row.rows[0].2.extend(vec![Value::Null; 5]);
+        for bad in [orphan_row, low_next_id, twice, bad_key, wide_row] {
+            let err = db.restore(&bad, 9).unwrap_err();
+            assert!(matches!(err, DbError::InvalidDump(_)), "{err}");
+            assert_eq!(contents(&db), before);
+        }
+    }
+
+    #[test]
+    fn grid_applied_index_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("solid.db");
+        {
+            let db = Db::open(&path).unwrap();
+            assert_eq!(db.snapshot().unwrap().grid_applied_index().unwrap(), 0);
+            let set = |seq, index| {
+                db.apply(
+                    seq,
+                    &LogRecord {
+                        changes: vec![Change::SetGridApplied(index)],
+                    },
+                )
+                .unwrap()
+            };
+            set(1, 3);
+            assert_eq!(db.snapshot().unwrap().grid_applied_index().unwrap(), 3);
+            set(2, 12);
+            let snap = db.snapshot().unwrap();
+            assert_eq!(snap.grid_applied_index().unwrap(), 12);
+            assert_eq!(snap.applied_seq().unwrap(), 2);
+            db.checkpoint().unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.snapshot().unwrap().grid_applied_index().unwrap(), 12);
+        let rec = LogRecord {
+            changes: vec![Change::SetGridApplied(u64::MAX)],
+        };
+        assert_eq!(LogRecord::decode(&rec.encode()).unwrap(), rec);
     }
 
     #[test]
