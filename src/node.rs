@@ -148,7 +148,7 @@ impl NodeRuntime {
         let Some(engine) = self.engine() else {
             return Ok(());
         };
-        let store = RedbGridStore::new(engine.db()).map_err(storage)?;
+        let store = RedbGridStore::open(engine.db()).map_err(storage)?;
         let Some(node_id) = store.node_id().map_err(storage)? else {
             return Ok(());
         };
@@ -321,7 +321,7 @@ impl NodeRuntime {
             ));
         }
         let _op = self.membership_op.lock().await;
-        let store = RedbGridStore::new(engine.db()).map_err(storage)?;
+        let store = RedbGridStore::open(engine.db()).map_err(storage)?;
         let founder = Member {
             id: 1,
             name: self.name.clone(),
@@ -380,7 +380,7 @@ impl NodeRuntime {
         let engine = self.require_engine()?;
         grid.stop().await;
         self.state.write().grid = None;
-        let mut store = RedbGridStore::new(engine.db()).map_err(storage)?;
+        let mut store = RedbGridStore::open(engine.db()).map_err(storage)?;
         tokio::task::block_in_place(|| store.clear()).map_err(storage)?;
         self.msglog.info(format!("grid {grid_name} dropped: this node is a standalone server again"));
         Ok(Output::Write {
@@ -656,9 +656,12 @@ impl NodeRuntime {
             engine
                 .restore(&snapshot.dump, snapshot.index)
                 .map_err(storage)?;
-            let mut store = RedbGridStore::new(engine.db()).map_err(storage)?;
+            let mut store = RedbGridStore::open(engine.db()).map_err(storage)?;
             store
-                .reset_to_snapshot(snapshot.index, snapshot.term, &snapshot.topology)
+                .reset_to_snapshot(snapshot.index, snapshot.term)
+                .map_err(storage)?;
+            store
+                .set_snapshot_topology(&snapshot.topology)
                 .map_err(storage)?;
             store
                 .set_hard_state(HardState {
@@ -674,7 +677,7 @@ impl NodeRuntime {
         .map_err(storage)??;
         fault_point("joiner-after-common-data");
         self.state.write().engine = Some(engine.clone());
-        let store = RedbGridStore::new(engine.db()).map_err(storage)?;
+        let store = RedbGridStore::open(engine.db()).map_err(storage)?;
         self.start_driver(engine, store, req.node_id)?;
         self.msglog.info(format!(
             "grid start from leader {}: stored the common data of grid {} as node {}",

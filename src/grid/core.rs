@@ -350,7 +350,9 @@ impl Core {
 
     // ---- log helpers -------------------------------------------------------------------
 
-    fn term_at(&self, index: Index) -> Option<Term> {
+    /// The term of the entry at `index` (the snapshot's term at its index); `None` when the
+    /// index is before the snapshot or beyond the log.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
         if index == self.snapshot_index {
             return Some(self.snapshot_term);
         }

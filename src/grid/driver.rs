@@ -347,11 +347,8 @@ impl Driver {
         debug_assert!(applied <= index);
         let term = self
             .core
-            .entries()
-            .iter()
-            .find(|e| e.index == index)
-            .map(|e| e.term)
-            .unwrap_or(self.core.term());
+            .term_at(index)
+            .ok_or_else(|| SolidError::server(code::STORAGE, "commit index outside the log"))?;
         Ok(GridSnapshot {
             grid: topology.grid.clone(),
             index,

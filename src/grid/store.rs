@@ -31,11 +31,16 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::grid::types::{Entry, Index, NodeId, Term};
+use crate::grid::types::{Entry, Index, NodeId, Term, Topology};
 use crate::storage::db::Db;
 
 const GRID_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("grid_log");
 const GRID_META: TableDefinition<&str, u64> = TableDefinition::new("grid_meta");
+const GRID_BLOB: TableDefinition<&str, &[u8]> = TableDefinition::new("grid_blob");
+
+const COMMIT: &str = "commit";
+const NODE_ID: &str = "node_id";
+const SNAPSHOT_TOPOLOGY: &str = "snapshot_topology";
 
 const TERM: &str = "term";
 const VOTED_FOR: &str = "voted_for";
@@ -48,6 +53,11 @@ const SNAPSHOT_TERM: &str = "snapshot_term";
 pub struct HardState {
     pub term: Term,
     pub voted_for: Option<NodeId>,
+    /// A commit index known earlier: a hint that lets a restarted node re-apply its
+    /// committed entries before it hears from a leader (any value up to the true commit
+    /// index is safe).
+    #[serde(default)]
+    pub commit: Index,
 }
 
 /// What a node finds on start: its hard state, its log since the last snapshot, and the
@@ -59,6 +69,8 @@ pub struct Restored {
     pub snapshot_index: Index,
     /// The term of the entry at `snapshot_index` (0 when there is none).
     pub snapshot_term: Term,
+    /// Membership as of the snapshot.
+    pub snapshot_topology: Topology,
     /// `snapshot_index + 1 ..= last`, consecutive.
     pub entries: Vec<Entry>,
 }
@@ -99,6 +111,18 @@ pub trait GridStore: Send {
     /// Replaces the whole log by an empty one starting after (`index`, `term`) — installing
     /// a snapshot. `index` may not be before the current snapshot. Durable.
     fn reset_to_snapshot(&mut self, index: Index, term: Term) -> Result<(), StoreError>;
+
+    /// Durably records the membership as of the snapshot (a joining node's starting point).
+    fn set_snapshot_topology(&mut self, topology: &Topology) -> Result<(), StoreError>;
+
+    /// This node's id in its grid; `None` when it is in no grid.
+    fn node_id(&self) -> Result<Option<NodeId>, StoreError>;
+
+    /// Durably records this node's id: from now on it is a grid member on every start.
+    fn set_node_id(&mut self, id: NodeId) -> Result<(), StoreError>;
+
+    /// Forgets the grid entirely (`DROP GRID` of a one-node grid). Durable.
+    fn clear(&mut self) -> Result<(), StoreError>;
 }
 
 /// A failure of the grid-log store. Every variant is fatal for the node: it stops and says
@@ -281,6 +305,8 @@ struct MemState {
     snapshot_term: Term,
     /// `entries[i].index == snapshot_index + 1 + i`.
     entries: Vec<Entry>,
+    snapshot_topology: Topology,
+    node_id: Option<NodeId>,
     fail_next_write: bool,
 }
 
@@ -344,6 +370,7 @@ impl GridStore for MemGridStore {
             hard_state: s.hard_state,
             snapshot_index: s.snapshot_index,
             snapshot_term: s.snapshot_term,
+            snapshot_topology: s.snapshot_topology.clone(),
             entries: s.entries.clone(),
         })
     }
@@ -389,6 +416,33 @@ impl GridStore for MemGridStore {
         s.entries.clear();
         s.snapshot_index = index;
         s.snapshot_term = term;
+        Ok(())
+    }
+
+    fn set_snapshot_topology(&mut self, topology: &Topology) -> Result<(), StoreError> {
+        let mut s = self.state.lock();
+        s.injected_failure("recording the snapshot topology".into())?;
+        s.snapshot_topology = topology.clone();
+        Ok(())
+    }
+
+    fn node_id(&self) -> Result<Option<NodeId>, StoreError> {
+        Ok(self.state.lock().node_id)
+    }
+
+    fn set_node_id(&mut self, id: NodeId) -> Result<(), StoreError> {
+        let mut s = self.state.lock();
+        s.injected_failure("recording the node id".into())?;
+        s.node_id = Some(id);
+        Ok(())
+    }
+
+    fn clear(&mut self) -> Result<(), StoreError> {
+        let mut s = self.state.lock();
+        s.injected_failure("clearing the grid log".into())?;
+        let fail = s.fail_next_write;
+        *s = MemState::default();
+        s.fail_next_write = fail;
         Ok(())
     }
 }
@@ -451,6 +505,7 @@ impl RedbGridStore {
             |txn| {
                 txn.open_table(GRID_LOG)?;
                 txn.open_table(GRID_META)?;
+                txn.open_table(GRID_BLOB)?;
                 Ok(())
             },
         )?;
@@ -560,6 +615,7 @@ impl RedbGridStore {
         Ok(HardState {
             term: meta.get(TERM)?.map_or(0, |v| v.value()),
             voted_for: meta.get(VOTED_FOR)?.map(|v| v.value()),
+            commit: meta.get(COMMIT)?.map_or(0, |v| v.value()),
         })
     }
 }
@@ -585,10 +641,18 @@ impl GridStore for RedbGridStore {
                 }
                 entries.push(self.decode_entry(k.value(), v.value())?);
             }
+            let blobs = txn.open_table(GRID_BLOB)?;
+            let snapshot_topology = match blobs.get(SNAPSHOT_TOPOLOGY)? {
+                Some(v) => postcard::from_bytes(v.value()).map_err(|e| {
+                    self.corrupt(format!("the snapshot topology does not decode: {e}"))
+                })?,
+                None => Topology::default(),
+            };
             Ok(Restored {
                 hard_state: self.hard_state(&meta)?,
                 snapshot_index: b.snapshot_index,
                 snapshot_term: b.snapshot_term,
+                snapshot_topology,
                 entries,
             })
         };
@@ -602,6 +666,7 @@ impl GridStore for RedbGridStore {
                 let mut meta = txn.open_table(GRID_META)?;
                 check_hard_state(self.hard_state(&meta)?, hs)?;
                 meta.insert(TERM, hs.term)?;
+                meta.insert(COMMIT, hs.commit)?;
                 match hs.voted_for {
                     Some(node) => meta.insert(VOTED_FOR, node)?,
                     None => meta.remove(VOTED_FOR)?,
@@ -662,6 +727,49 @@ impl GridStore for RedbGridStore {
                 log.retain(|_, _| false)?;
                 meta.insert(SNAPSHOT_INDEX, index)?;
                 meta.insert(SNAPSHOT_TERM, term)?;
+                Ok(())
+            },
+        )
+    }
+
+    fn set_snapshot_topology(&mut self, topology: &Topology) -> Result<(), StoreError> {
+        let bytes = postcard::to_stdvec(topology).expect("encoding into a Vec cannot fail");
+        self.write(
+            || "recording the snapshot topology".into(),
+            |txn| {
+                txn.open_table(GRID_BLOB)?
+                    .insert(SNAPSHOT_TOPOLOGY, bytes.as_slice())?;
+                Ok(())
+            },
+        )
+    }
+
+    fn node_id(&self) -> Result<Option<NodeId>, StoreError> {
+        let run = || -> Result<Option<NodeId>, Failure> {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(GRID_META)?;
+            Ok(meta.get(NODE_ID)?.map(|v| v.value()))
+        };
+        run().map_err(|e| self.failed("reading the node id".into(), e))
+    }
+
+    fn set_node_id(&mut self, id: NodeId) -> Result<(), StoreError> {
+        self.write(
+            || format!("recording node id {id}"),
+            |txn| {
+                txn.open_table(GRID_META)?.insert(NODE_ID, id)?;
+                Ok(())
+            },
+        )
+    }
+
+    fn clear(&mut self) -> Result<(), StoreError> {
+        self.write(
+            || "clearing the grid log".into(),
+            |txn| {
+                txn.open_table(GRID_LOG)?.retain(|_, _| false)?;
+                txn.open_table(GRID_META)?.retain(|_, _| false)?;
+                txn.open_table(GRID_BLOB)?.retain(|_, _| false)?;
                 Ok(())
             },
         )

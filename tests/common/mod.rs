@@ -270,3 +270,107 @@ pub fn append_bytes(path: &Path, bytes: &[u8]) {
         .expect("open for append");
     f.write_all(bytes).expect("append");
 }
+
+/// The grid secret every test grid shares.
+pub const SECRET: &str = "test-grid-secret";
+
+/// `[Grid]` settings for a test grid node.
+pub fn grid_ini(secret: &str) -> String {
+    format!(
+        "[Grid]\nGridEnabled = yes\nSecret = {secret}\nRaftElectionTimeout = 600\n"
+    )
+}
+
+impl Node {
+    /// A grid-enabled node (not started).
+    pub fn grid_node() -> Node {
+        Node::with_ini(&grid_ini(SECRET))
+    }
+
+    /// This node's name (`[Srv] Name`).
+    pub fn name(&self) -> String {
+        format!("node{}", self.port)
+    }
+
+    /// The CONNECT clause that reaches this node.
+    pub fn connect_clause(&self) -> String {
+        format!("CONNECT 'tcp 127.0.0.1 {}'", self.port)
+    }
+
+    /// `ALTER GRID g ADD NODE <this> CONNECT …` as run on `leader`.
+    pub fn add_to(&self, leader: &Node) -> Result<QueryResult, ClientError> {
+        leader.client().execute(&format!(
+            "ALTER GRID g ADD NODE {} {}",
+            self.name(),
+            self.connect_clause()
+        ))
+    }
+
+    /// Rows of `SELECT NAME, STATE, ROLE FROM SYS_GRID_NODES ORDER BY NODE_ID` on this node.
+    pub fn members(&self) -> Vec<(String, String, String)> {
+        let r = self
+            .client()
+            .ok("SELECT NAME, STATE, ROLE FROM SYS_GRID_NODES ORDER BY NODE_ID");
+        r.rows
+            .into_iter()
+            .map(|row| {
+                let text = |v: &solidgrid::sql::value::Value| v.to_string();
+                (text(&row[0]), text(&row[1]), text(&row[2]))
+            })
+            .collect()
+    }
+
+    /// The leader's name as this node sees it, if any.
+    pub fn leader_name(&self) -> Option<String> {
+        let mut c = self.client_as(ADMIN, ADMIN_PW).ok()?;
+        let r = c
+            .execute("SELECT NAME FROM SYS_GRID_NODES WHERE ROLE = 'LEADER'")
+            .ok()?;
+        r.rows.first().map(|row| row[0].to_string())
+    }
+}
+
+/// Waits until `pred` holds, polling, up to `limit`; panics with `what` otherwise.
+pub fn wait_for(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A founder with a database and `CREATE GRID g` run on it, plus `extra` empty grid nodes
+/// added one by one: a grid of `1 + extra` nodes, the founder leading.
+pub fn form_grid(extra: usize) -> Vec<Node> {
+    let mut founder = Node::grid_node();
+    founder.start_new();
+    founder.client().ok("CREATE GRID g");
+    let mut nodes = vec![founder];
+    for _ in 0..extra {
+        let mut n = Node::grid_node();
+        n.start(&["-x", "gridnode"]);
+        n.add_to(&nodes[0])
+            .unwrap_or_else(|e| panic!("ADD NODE {}: {e}", n.name()));
+        nodes.push(n);
+    }
+    nodes
+}
+
+impl Node {
+    /// Spawns `solid` with extra environment variables (fault points).
+    pub fn spawn_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "node already running");
+        let log = std::fs::File::create(self.dir.path().join("stderr.txt")).expect("stderr file");
+        let child = Command::new(SOLID)
+            .arg("-c")
+            .arg(self.dir.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn solid");
+        self.child = Some(child);
+    }
+}
