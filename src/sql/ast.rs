@@ -2,7 +2,10 @@
 //!
 //! Identifiers are normalised by the parser: unquoted names are upper-cased (as solidDB
 //! does), quoted names (`"MixedCase"`) keep their spelling. So the executor compares names
-//! with plain `==`.
+//! with plain `==`. Grid node names are the exception: they are `[Srv] Name` values, kept
+//! exactly as written and compared case-insensitively by the grid layer.
+
+use std::fmt;
 
 use crate::sql::value::SqlType;
 
@@ -21,6 +24,12 @@ pub enum Statement {
     GrantAdmin(GrantAdmin),
     /// `ADMIN COMMAND 'text'`: the text is interpreted by the server.
     AdminCommand(AdminCommand),
+    /// `CREATE GRID g`: handled by the grid layer, not the executor.
+    CreateGrid(CreateGrid),
+    /// `DROP GRID g`: handled by the grid layer, not the executor.
+    DropGrid(DropGrid),
+    /// `ALTER GRID g …`: handled by the grid layer, not the executor.
+    AlterGrid(AlterGrid),
 }
 
 /// `CREATE TABLE t (col type [NOT NULL] [PRIMARY KEY], …, [PRIMARY KEY (a, b)])`
@@ -136,6 +145,73 @@ pub struct GrantAdmin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminCommand {
     pub command: String,
+}
+
+/// `CREATE GRID g`
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateGrid {
+    /// The grid's name, normalised like any identifier.
+    pub grid: String,
+}
+
+/// `DROP GRID g`
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropGrid {
+    pub grid: String,
+}
+
+/// `ALTER GRID g ADD NODE … | DROP NODE … | SET NODE …`
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterGrid {
+    pub grid: String,
+    pub action: GridAction,
+}
+
+/// What an `ALTER GRID` does to one node. `node` is the node's `[Srv] Name` exactly as
+/// written (never upper-cased): 1 to [`crate::config::MAX_NODE_NAME_LEN`] characters from
+/// `A-Z a-z 0-9 _ . : -`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GridAction {
+    /// `ADD NODE n CONNECT 'tcp [host] port'`
+    AddNode {
+        node: String,
+        connect: ConnectTarget,
+    },
+    /// `DROP NODE n [RECYCLE]`
+    DropNode { node: String, recycle: bool },
+    /// `SET NODE n ONLINE` (`online: true`) or `SET NODE n OFFLINE` (`online: false`).
+    SetNode { node: String, online: bool },
+}
+
+/// Where to reach a node: the `'tcp [host] port'` of `ADD NODE … CONNECT`, checked by the
+/// parser (host characters, port 1 to 65535).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectTarget {
+    /// A host name or an IP address; an IPv6 address without brackets. [`Self::DEFAULT_HOST`]
+    /// when the string gives only a port.
+    pub host: String,
+    pub port: u16,
+}
+
+impl ConnectTarget {
+    /// The host of `'tcp port'`.
+    pub const DEFAULT_HOST: &'static str = "localhost";
+
+    /// `host:port`, with an IPv6 address in brackets (the form of a grid member's address).
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The connect-string form, `tcp host port`, which the parser reads back.
+impl fmt::Display for ConnectTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tcp {} {}", self.host, self.port)
+    }
 }
 
 /// A scalar expression.

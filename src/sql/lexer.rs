@@ -10,6 +10,13 @@
 //! their text: the parser converts them, because only it knows whether a `-` precedes an
 //! integer (so that `-9223372036854775808` fits) and where to report an overflow.
 //!
+//! A number running straight into a letter, `_` or another `.` (`12abc`, `1.2.3`) is one
+//! [`TokenKind::MalformedNumber`] token rather than two tokens (which would make `12abc` read
+//! as `12 AS abc`). The lexer does not reject it: the parser reports it as
+//! `malformed number …` wherever it meets it, except in a grid node name, where
+//! `10.0.0.1:1316` is legitimate text (a malformed number, `:` and an integer). In the same
+//! spirit `.` and `:` are tokens of their own, although only node names use them.
+//!
 //! Every error is a [`SolidError::syntax`] whose message starts with
 //! `Syntax error at line L, column C:` (1-based; the column counts characters). An
 //! unterminated string, quoted identifier or comment is reported where it starts.
@@ -52,12 +59,19 @@ pub enum TokenKind {
     Integer(String),
     /// A number with a decimal point or an exponent, e.g. `1.5`, `.5`, `2.`, `1e-3`.
     Decimal(String),
+    /// A number running straight into a letter, `_` or another `.`, as written: `12abc`,
+    /// `1.2.3`, `10.0.0.1`. Never a value; the parser accepts it only inside a node name.
+    MalformedNumber(String),
     /// A `'string'` literal: the text between the quotes with `''` unescaped.
     String(String),
     LParen,
     RParen,
     Comma,
     Semicolon,
+    /// `.` not starting a number (only node names such as `db1.example.com` use it).
+    Dot,
+    /// `:` (only node names such as `localhost:1316` use it).
+    Colon,
     Star,
     Plus,
     Minus,
@@ -83,6 +97,7 @@ impl TokenKind {
                 | TokenKind::Keyword(_)
                 | TokenKind::Integer(_)
                 | TokenKind::Decimal(_)
+                | TokenKind::MalformedNumber(_)
                 | TokenKind::String(_)
                 | TokenKind::Eof
         )
@@ -215,7 +230,7 @@ impl Token {
 }
 
 /// `text` cut to [`MAX_QUOTED_CHARS`] characters, with `…` when cut.
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     match text.char_indices().nth(MAX_QUOTED_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
@@ -359,7 +374,7 @@ impl Lexer<'_> {
         if c.is_ascii_digit()
             || (c == '.' && self.peek_second().is_some_and(|d| d.is_ascii_digit()))
         {
-            return self.number();
+            return Ok(self.number());
         }
         if c == '\'' {
             return self.quoted('\'', "string literal").map(TokenKind::String);
@@ -393,6 +408,8 @@ impl Lexer<'_> {
             ')' => TokenKind::RParen,
             ',' => TokenKind::Comma,
             ';' => TokenKind::Semicolon,
+            '.' => TokenKind::Dot,
+            ':' => TokenKind::Colon,
             '*' => TokenKind::Star,
             '+' => TokenKind::Plus,
             '-' => TokenKind::Minus,
@@ -410,8 +427,9 @@ impl Lexer<'_> {
     }
 
     /// `digits [. digits] [e [+|-] digits]` or `. digits [e …]`. A number running straight
-    /// into a letter, `_` or another `.` (`12abc`, `1.2.3`) is malformed rather than two tokens.
-    fn number(&mut self) -> Result<TokenKind, SolidError> {
+    /// into a letter, `_` or another `.` (`12abc`, `1.2.3`) is one
+    /// [`TokenKind::MalformedNumber`] rather than two tokens.
+    fn number(&mut self) -> TokenKind {
         let start = self.pos;
         let mut decimal = false;
         self.bump_while(|c| c.is_ascii_digit());
@@ -430,7 +448,7 @@ impl Lexer<'_> {
                 decimal = true;
                 self.bump_while(|c| c.is_ascii_digit());
             } else {
-                // Report the whole malformed run below.
+                // The whole run is malformed (see below).
                 self.pos = mark;
             }
         }
@@ -439,18 +457,14 @@ impl Lexer<'_> {
             .is_some_and(|c| is_ident_continue(c) || c == '.')
         {
             self.bump_while(|c| is_ident_continue(c) || c == '.');
-            return Err(syntax_error(
-                self.sql,
-                start,
-                format!("malformed number {}", shorten(&self.sql[start..self.pos])),
-            ));
+            return TokenKind::MalformedNumber(self.sql[start..self.pos].to_string());
         }
         let text = self.sql[start..self.pos].to_string();
-        Ok(if decimal {
+        if decimal {
             TokenKind::Decimal(text)
         } else {
             TokenKind::Integer(text)
-        })
+        }
     }
 
     /// Reads a literal delimited by `quote`, where a doubled quote stands for one.
@@ -593,18 +607,57 @@ mod tests {
                 Eof,
             ]
         );
+    }
+
+    #[test]
+    fn a_number_running_into_a_word_is_one_malformed_token() {
+        use TokenKind::*;
+        // One token, not `12` then `abc` (which would read as `12 AS abc`); the parser
+        // rejects it (see `parser::tests::malformed_numbers_are_rejected`).
         assert_eq!(
-            err("select 12abc"),
-            "Syntax error at line 1, column 8: malformed number 12abc"
+            kinds("select 12abc 1.2.3 1e+ 1_0 10.0.0.1:1316"),
+            vec![
+                Keyword(super::Keyword::Select),
+                MalformedNumber("12abc".into()),
+                MalformedNumber("1.2.3".into()),
+                MalformedNumber("1e".into()),
+                Plus,
+                MalformedNumber("1_0".into()),
+                MalformedNumber("10.0.0.1".into()),
+                Colon,
+                Integer("1316".into()),
+                Eof,
+            ]
         );
+        let sql = "x 1.2.3";
+        assert_eq!(tokenize(sql).unwrap()[1].describe(sql), "1.2.3");
+    }
+
+    #[test]
+    fn dots_and_colons() {
+        use TokenKind::*;
         assert_eq!(
-            err("1.2.3"),
-            "Syntax error at line 1, column 1: malformed number 1.2.3"
+            kinds("db-1.x db1.example.com:1316 a. .5 :"),
+            vec![
+                ident("db"),
+                Minus,
+                MalformedNumber("1.x".into()),
+                ident("db1"),
+                Dot,
+                ident("example"),
+                Dot,
+                ident("com"),
+                Colon,
+                Integer("1316".into()),
+                ident("a"),
+                Dot,
+                Decimal(".5".into()),
+                Colon,
+                Eof,
+            ]
         );
-        assert_eq!(
-            err("x 1e+"),
-            "Syntax error at line 1, column 3: malformed number 1e"
-        );
+        let sql = "a:b";
+        assert_eq!(tokenize(sql).unwrap()[1].describe(sql), "':'");
     }
 
     #[test]

@@ -9,7 +9,24 @@
 //! Names are normalised here (see [`crate::sql::ast`]): unquoted identifiers are
 //! upper-cased (full Unicode upper-casing), `"quoted"` ones are kept as written. Reserved
 //! words ([`Keyword`]) cannot be bare names; every other word of the grammar is matched by
-//! spelling, case-insensitively, only where it can occur.
+//! spelling, case-insensitively, only where it can occur. So `GRID`, `NODE`, `CONNECT`,
+//! `RECYCLE`, `ONLINE` and `OFFLINE` stay usable as table and column names.
+//!
+//! Grid statements: `CREATE GRID g`, `DROP GRID g`, and `ALTER GRID g` with `ADD NODE n
+//! CONNECT 'tcp [host] port'`, `DROP NODE n [RECYCLE]` or `SET NODE n ONLINE|OFFLINE`. The
+//! grid name is an identifier like any other. A node name is a `[Srv] Name` value and is
+//! kept exactly as written, never upper-cased; it may be written as
+//! - a `"quoted"` identifier or a `'string'` (the text between the quotes), or
+//! - bare, as a run of adjacent tokens with no space or comment between them: words,
+//!   numbers, `.`, `:` and `-`. The run's source text is the name, so `node2`, `Node_2`,
+//!   `localhost:1316`, `10.0.0.1:1316` and `db-1.example.com` all read as written. A
+//!   reserved word alone (`select`) must be quoted, as for other names.
+//!
+//! Either way the name must be 1 to [`MAX_NODE_NAME_LEN`] characters from
+//! `A-Z a-z 0-9 _ . : -` (the rule of `[Srv] Name` in solid.ini), or it is a syntax error
+//! at the name. The `CONNECT` string is parsed here too (`tcp` in any case, an optional host
+//! defaulting to `localhost`, a port from 1 to 65535); a bad one is a syntax error at the
+//! string literal.
 //!
 //! Expressions are parsed by precedence climbing, loosest first: `OR`, `AND`, `NOT`,
 //! comparisons (`= <> != < <= > >=` and `IS [NOT] NULL`, which do not chain: `a < b < c`
@@ -29,13 +46,15 @@
 
 use std::fmt;
 
+use crate::config::MAX_NODE_NAME_LEN;
 use crate::error::SolidError;
 use crate::sql::ast::{
-    AdminCommand, AggregateFunc, AlterTableAddColumn, BinaryOp, ColumnDef, CreateTable, CreateUser,
-    Delete, DropTable, DropUser, Expr, GrantAdmin, Insert, Literal, OrderBy, Select, SelectItem,
-    Statement, UnaryOp, Update,
+    AdminCommand, AggregateFunc, AlterGrid, AlterTableAddColumn, BinaryOp, ColumnDef,
+    ConnectTarget, CreateGrid, CreateTable, CreateUser, Delete, DropGrid, DropTable, DropUser,
+    Expr, GrantAdmin, GridAction, Insert, Literal, OrderBy, Select, SelectItem, Statement, UnaryOp,
+    Update,
 };
-use crate::sql::lexer::{Keyword, Token, TokenKind, syntax_error, tokenize};
+use crate::sql::lexer::{Keyword, Token, TokenKind, shorten, syntax_error, tokenize};
 use crate::sql::value::{self, MAX_VARCHAR_LEN, SqlType};
 
 pub use crate::sql::lexer::MAX_STATEMENT_TOKENS;
@@ -227,11 +246,16 @@ impl Parser<'_> {
         syntax_error(self.sql, offset, detail)
     }
 
-    /// `expected <what>, found <next token>`, at the next token.
+    /// `expected <what>, found <next token>`, at the next token. When that token is a
+    /// malformed number, which the lexer leaves for the parser to reject, the error says so
+    /// instead: whatever was expected, the number is the mistake.
     #[cold]
     fn expected(&self, what: impl fmt::Display) -> SolidError {
         let token = self.peek();
         let found = token.describe(self.sql);
+        if let TokenKind::MalformedNumber(_) = token.kind {
+            return self.error_at(token.span.start, format!("malformed number {found}"));
+        }
         self.error_at(token.span.start, format!("expected {what}, found {found}"))
     }
 
@@ -323,8 +347,12 @@ impl Parser<'_> {
                     Statement::CreateTable(self.create_table()?)
                 } else if self.eat_word("USER") {
                     Statement::CreateUser(self.create_user()?)
+                } else if self.eat_word("GRID") {
+                    Statement::CreateGrid(CreateGrid {
+                        grid: self.identifier("grid name")?,
+                    })
                 } else {
-                    return Err(self.expected("TABLE or USER"));
+                    return Err(self.expected("TABLE, USER or GRID"));
                 }
             }
             Keyword::Drop => {
@@ -337,11 +365,24 @@ impl Parser<'_> {
                     Statement::DropUser(DropUser {
                         name: self.identifier("user name")?,
                     })
+                } else if self.eat_word("GRID") {
+                    Statement::DropGrid(DropGrid {
+                        grid: self.identifier("grid name")?,
+                    })
                 } else {
-                    return Err(self.expected("TABLE or USER"));
+                    return Err(self.expected("TABLE, USER or GRID"));
                 }
             }
-            Keyword::Alter => Statement::AlterTableAddColumn(self.alter_table()?),
+            Keyword::Alter => {
+                self.advance();
+                if self.eat_word("TABLE") {
+                    Statement::AlterTableAddColumn(self.alter_table()?)
+                } else if self.eat_word("GRID") {
+                    Statement::AlterGrid(self.alter_grid()?)
+                } else {
+                    return Err(self.expected("TABLE or GRID"));
+                }
+            }
             Keyword::Grant => {
                 self.advance();
                 self.expect_keyword(Keyword::Admin)?;
@@ -479,10 +520,8 @@ impl Parser<'_> {
         Ok(sql_type)
     }
 
-    /// `ALTER TABLE t ADD [COLUMN] col type [NOT NULL]`
+    /// After `ALTER TABLE`: `t ADD [COLUMN] col type [NOT NULL]`.
     fn alter_table(&mut self) -> Result<AlterTableAddColumn, SolidError> {
-        self.expect_keyword(Keyword::Alter)?;
-        self.expect_word("TABLE")?;
         let table = self.identifier("table name")?;
         self.expect_word("ADD")?;
         // `COLUMN` is optional and not reserved: it is the keyword when a name and a type
@@ -664,6 +703,105 @@ impl Parser<'_> {
         };
         self.advance();
         Ok(CreateUser { name, password })
+    }
+
+    /// After `ALTER GRID`: `g ADD NODE n CONNECT '…'`, `g DROP NODE n [RECYCLE]` or
+    /// `g SET NODE n ONLINE|OFFLINE`.
+    fn alter_grid(&mut self) -> Result<AlterGrid, SolidError> {
+        let grid = self.identifier("grid name")?;
+        let action = if self.eat_word("ADD") {
+            self.expect_word("NODE")?;
+            let node = self.node_name()?;
+            self.expect_word("CONNECT")?;
+            let connect = self.connect_target()?;
+            GridAction::AddNode { node, connect }
+        } else if self.eat_keyword(Keyword::Drop) {
+            self.expect_word("NODE")?;
+            let node = self.node_name()?;
+            let recycle = self.eat_word("RECYCLE");
+            if !recycle {
+                self.expect_end("RECYCLE or end of statement")?;
+            }
+            GridAction::DropNode { node, recycle }
+        } else if self.eat_keyword(Keyword::Set) {
+            self.expect_word("NODE")?;
+            let node = self.node_name()?;
+            let online = if self.eat_word("ONLINE") {
+                true
+            } else if self.eat_word("OFFLINE") {
+                false
+            } else {
+                return Err(self.expected("ONLINE or OFFLINE"));
+            };
+            GridAction::SetNode { node, online }
+        } else {
+            return Err(self.expected("ADD NODE, DROP NODE or SET NODE"));
+        };
+        Ok(AlterGrid { grid, action })
+    }
+
+    /// A node name, exactly as written (see the module docs): a `"quoted"` identifier, a
+    /// `'string'`, or a bare run of adjacent [`is_node_name_part`] tokens.
+    fn node_name(&mut self) -> Result<String, SolidError> {
+        const WHAT: &str = "a node name";
+        let first = self.peek();
+        let start = first.span.start;
+        let (name, end) = match &first.kind {
+            TokenKind::QuotedIdent(text) | TokenKind::String(text) => {
+                (text.clone(), first.span.end)
+            }
+            kind if is_node_name_part(kind) => {
+                let next = self.peek_second();
+                let alone = !(is_node_name_part(&next.kind) && next.span.start == first.span.end);
+                if alone && matches!(kind, TokenKind::Keyword(_)) {
+                    return Err(self.expected_name(WHAT));
+                }
+                let mut end = first.span.end;
+                while is_node_name_part(&self.peek_second().kind)
+                    && self.peek_second().span.start == end
+                {
+                    self.advance();
+                    end = self.peek().span.end;
+                }
+                (self.sql[start..end].to_string(), end)
+            }
+            _ => return Err(self.expected_name(WHAT)),
+        };
+        let valid = !name.is_empty()
+            && name.len() <= MAX_NODE_NAME_LEN
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+        if !valid {
+            return Err(self.error_at(
+                start,
+                format_args!(
+                    "bad node name {}: a node name is 1 to {MAX_NODE_NAME_LEN} letters, digits, \
+                     '_', '.', ':' or '-'",
+                    shorten(&self.sql[start..end])
+                ),
+            ));
+        }
+        self.advance();
+        Ok(name)
+    }
+
+    /// The `'tcp [host] port'` string after `CONNECT`.
+    fn connect_target(&mut self) -> Result<ConnectTarget, SolidError> {
+        let token = self.peek();
+        let TokenKind::String(text) = &token.kind else {
+            return Err(self.expected("a connect string 'tcp [host] port'"));
+        };
+        match parse_connect_target(text) {
+            Ok(target) => {
+                self.advance();
+                Ok(target)
+            }
+            Err(reason) => Err(self.error_at(
+                token.span.start,
+                format_args!("bad connect string {}: {reason}", token.describe(self.sql)),
+            )),
+        }
     }
 
     // --- Expressions --------------------------------------------------------------------
@@ -926,6 +1064,60 @@ fn binary(op: BinaryOp, (left, left_height): Parsed, (right, right_height): Pars
         right: Box::new(right),
     };
     (expr, left_height.max(right_height) + 1)
+}
+
+/// Whether a token of this kind may be part of a bare node name: words, numbers (well
+/// formed or not), `.`, `:` and `-`.
+fn is_node_name_part(kind: &TokenKind) -> bool {
+    matches!(
+        kind,
+        TokenKind::Ident(_)
+            | TokenKind::Keyword(_)
+            | TokenKind::Integer(_)
+            | TokenKind::Decimal(_)
+            | TokenKind::MalformedNumber(_)
+            | TokenKind::Dot
+            | TokenKind::Colon
+            | TokenKind::Minus
+    )
+}
+
+/// Parses a connect string `tcp [host] port`: `tcp` in any case, a host name or IP address
+/// (an IPv6 one with or without brackets; default `localhost`), a port from 1 to 65535.
+/// These are the rules of solid.ini's `Listen` (`config::ListenAddr`). The error says what
+/// is wrong.
+fn parse_connect_target(text: &str) -> Result<ConnectTarget, &'static str> {
+    const FORM: &str = "expected 'tcp [host] port', e.g. 'tcp 1316' or 'tcp node2 1316'";
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (host, port) = match words.as_slice() {
+        [tcp, rest @ ..] if tcp.eq_ignore_ascii_case("tcp") => match rest {
+            [port] => (ConnectTarget::DEFAULT_HOST, *port),
+            [host, port] => (*host, *port),
+            [] => return Err("the port is missing; expected 'tcp [host] port'"),
+            _ => return Err("too many words; expected 'tcp [host] port'"),
+        },
+        _ => return Err(FORM),
+    };
+    let port = Some(port)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|&p| p > 0)
+        .ok_or("the port must be a whole number from 1 to 65535")?;
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let host_ok = !bare.is_empty()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%'));
+    if !host_ok {
+        return Err("the host must be a host name or an IP address");
+    }
+    Ok(ConnectTarget {
+        host: bare.to_string(),
+        port,
+    })
 }
 
 /// Whether `token` is the non-reserved word `word` (ASCII case-insensitive).
@@ -1323,6 +1515,406 @@ mod tests {
         );
     }
 
+    // --- Grid statements ----------------------------------------------------------------------
+
+    fn alter(action: GridAction) -> Statement {
+        Statement::AlterGrid(AlterGrid {
+            grid: "G".into(),
+            action,
+        })
+    }
+
+    fn add(node: &str, host: &str, port: u16) -> Statement {
+        alter(GridAction::AddNode {
+            node: node.into(),
+            connect: ConnectTarget {
+                host: host.into(),
+                port,
+            },
+        })
+    }
+
+    fn drop_node(node: &str, recycle: bool) -> Statement {
+        alter(GridAction::DropNode {
+            node: node.into(),
+            recycle,
+        })
+    }
+
+    fn set_node(node: &str, online: bool) -> Statement {
+        alter(GridAction::SetNode {
+            node: node.into(),
+            online,
+        })
+    }
+
+    #[test]
+    fn create_and_drop_grid() {
+        assert_eq!(
+            parse("create grid g;"),
+            Statement::CreateGrid(CreateGrid { grid: "G".into() })
+        );
+        assert_eq!(
+            parse("CREATE GRID \"MyGrid\""),
+            Statement::CreateGrid(CreateGrid {
+                grid: "MyGrid".into()
+            })
+        );
+        assert_eq!(
+            parse("Drop Grid myGrid"),
+            Statement::DropGrid(DropGrid {
+                grid: "MYGRID".into()
+            })
+        );
+    }
+
+    #[test]
+    fn alter_grid_add_node() {
+        assert_eq!(
+            parse("ALTER GRID g ADD NODE node2 CONNECT 'tcp node2host 1316'"),
+            add("node2", "node2host", 1316)
+        );
+        // Keywords in any case; the host defaults to localhost; extra spaces are fine.
+        assert_eq!(
+            parse("alter grid g add node Node_2 connect '  TCP   1316 ';"),
+            add("Node_2", "localhost", 1316)
+        );
+        assert_eq!(
+            parse("ALTER GRID g ADD NODE n CONNECT 'Tcp 10.0.0.7 65535'"),
+            add("n", "10.0.0.7", 65535)
+        );
+        // An IPv6 host, with or without brackets.
+        assert_eq!(
+            parse("ALTER GRID g ADD NODE n CONNECT 'tcp [::1] 1'"),
+            add("n", "::1", 1)
+        );
+        assert_eq!(
+            parse("ALTER GRID g ADD NODE n CONNECT 'tcp fe80::1%eth0 1316'"),
+            add("n", "fe80::1%eth0", 1316)
+        );
+    }
+
+    #[test]
+    fn alter_grid_drop_and_set_node() {
+        assert_eq!(
+            parse("ALTER GRID g DROP NODE node3"),
+            drop_node("node3", false)
+        );
+        assert_eq!(
+            parse("alter grid g drop node node3 recycle;"),
+            drop_node("node3", true)
+        );
+        assert_eq!(
+            parse("ALTER GRID g SET NODE node2 OFFLINE"),
+            set_node("node2", false)
+        );
+        assert_eq!(
+            parse("ALTER GRID g SET NODE node2 online"),
+            set_node("node2", true)
+        );
+    }
+
+    #[test]
+    fn node_names_keep_their_spelling() {
+        for (written, name) in [
+            ("node2", "node2"),
+            ("MixedCase", "MixedCase"),
+            ("localhost:1316", "localhost:1316"),
+            ("10.0.0.1:1316", "10.0.0.1:1316"),
+            ("db-1.example.com:1316", "db-1.example.com:1316"),
+            ("db1.example.com", "db1.example.com"),
+            ("n-2", "n-2"),
+            ("2fast", "2fast"),
+            ("node-select", "node-select"),
+            ("\"Node 2\"", "Node 2"),
+            ("\"select\"", "select"),
+            ("'localhost:1317'", "localhost:1317"),
+            ("'n''x'", "n'x"),
+        ] {
+            let name_ok = name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+            let sql = format!("ALTER GRID g SET NODE {written} ONLINE");
+            if name_ok {
+                assert_eq!(parse(&sql), set_node(name, true), "{sql}");
+            } else {
+                assert!(err(&sql).contains("bad node name"), "{sql}");
+            }
+        }
+        // The longest name accepted.
+        let longest = "n".repeat(MAX_NODE_NAME_LEN);
+        assert_eq!(
+            parse(&format!("ALTER GRID g DROP NODE {longest}")),
+            drop_node(&longest, false)
+        );
+        // Adjacency ends a bare name: a space, or a comment, separates it from what follows.
+        assert_eq!(
+            err("ALTER GRID g SET NODE localhost :1316 ONLINE"),
+            "Syntax error at line 1, column 33: expected ONLINE or OFFLINE, found ':'"
+        );
+        assert_eq!(
+            err("ALTER GRID g SET NODE node/**/2 ONLINE"),
+            "Syntax error at line 1, column 31: expected ONLINE or OFFLINE, found 2"
+        );
+        // Grid keywords are not reserved: they work as node names too.
+        assert_eq!(
+            parse("ALTER GRID g DROP NODE recycle"),
+            drop_node("recycle", false)
+        );
+        assert_eq!(
+            parse("ALTER GRID g SET NODE online offline"),
+            set_node("online", false)
+        );
+    }
+
+    #[test]
+    fn grid_words_are_not_reserved() {
+        assert_eq!(
+            parse(
+                "CREATE TABLE grid (node INT, connect INT, recycle INT, online INT, offline INT)"
+            ),
+            Statement::CreateTable(CreateTable {
+                name: "GRID".into(),
+                columns: ["NODE", "CONNECT", "RECYCLE", "ONLINE", "OFFLINE"]
+                    .into_iter()
+                    .map(|c| column(c, SqlType::Integer, false))
+                    .collect(),
+                primary_key: vec![],
+            })
+        );
+        assert_eq!(expr("node + online"), bin(Add, col("NODE"), col("ONLINE")));
+        assert_eq!(
+            parse("DROP TABLE grid"),
+            Statement::DropTable(DropTable {
+                name: "GRID".into()
+            })
+        );
+        assert_eq!(
+            parse("ALTER TABLE grid ADD node INT"),
+            Statement::AlterTableAddColumn(AlterTableAddColumn {
+                table: "GRID".into(),
+                column: column("NODE", SqlType::Integer, false),
+            })
+        );
+        assert_eq!(
+            parse("CREATE GRID grid"),
+            Statement::CreateGrid(CreateGrid {
+                grid: "GRID".into()
+            })
+        );
+    }
+
+    #[test]
+    fn grid_statement_errors() {
+        let cases = [
+            (
+                "CREATE GRID",
+                "line 1, column 12: expected grid name, found end of input",
+            ),
+            (
+                "CREATE GRID g h",
+                "line 1, column 15: expected end of statement, found h",
+            ),
+            (
+                "DROP GRID select",
+                "line 1, column 11: expected grid name (\"SELECT\" is a reserved word; write \"SELECT\" in double quotes to use it as a name), found select",
+            ),
+            (
+                "DROP SCHEMA s",
+                "line 1, column 6: expected TABLE, USER or GRID, found SCHEMA",
+            ),
+            (
+                "ALTER USER u",
+                "line 1, column 7: expected TABLE or GRID, found USER",
+            ),
+            (
+                "ALTER GRID g RENAME NODE n",
+                "line 1, column 14: expected ADD NODE, DROP NODE or SET NODE, found RENAME",
+            ),
+            (
+                "ALTER GRID g",
+                "line 1, column 13: expected ADD NODE, DROP NODE or SET NODE, found end of input",
+            ),
+            (
+                "ALTER GRID g ADD n2 CONNECT 'tcp 1316'",
+                "line 1, column 18: expected NODE, found n2",
+            ),
+            (
+                "ALTER GRID g ADD NODE n2",
+                "line 1, column 25: expected CONNECT, found end of input",
+            ),
+            (
+                "ALTER GRID g ADD NODE n2 'tcp 1316'",
+                "line 1, column 26: expected CONNECT, found 'tcp 1316'",
+            ),
+            (
+                "ALTER GRID g ADD NODE n2 CONNECT tcp",
+                "line 1, column 34: expected a connect string 'tcp [host] port', found tcp",
+            ),
+            (
+                "ALTER GRID g ADD NODE n2 CONNECT 'tcp h 1316' RECYCLE",
+                "line 1, column 47: expected end of statement, found RECYCLE",
+            ),
+            (
+                "ALTER GRID g ADD NODE CONNECT 'tcp 1316'",
+                "line 1, column 31: expected CONNECT, found 'tcp 1316'",
+            ),
+            (
+                "ALTER GRID g ADD NODE select CONNECT 'tcp 1316'",
+                "line 1, column 23: expected a node name (\"SELECT\" is a reserved word; write \"SELECT\" in double quotes to use it as a name), found select",
+            ),
+            (
+                "ALTER GRID g ADD NODE (n) CONNECT 'tcp 1316'",
+                "line 1, column 23: expected a node name, found '('",
+            ),
+            (
+                "ALTER GRID g SET NODE n",
+                "line 1, column 24: expected ONLINE or OFFLINE, found end of input",
+            ),
+            (
+                "ALTER GRID g SET NODE n UP",
+                "line 1, column 25: expected ONLINE or OFFLINE, found UP",
+            ),
+            (
+                "ALTER GRID g DROP NODE n FORCE",
+                "line 1, column 26: expected RECYCLE or end of statement, found FORCE",
+            ),
+            (
+                "ALTER GRID g DROP NODE n RECYCLE RECYCLE",
+                "line 1, column 34: expected end of statement, found RECYCLE",
+            ),
+            (
+                "ALTER GRID g DROP NODE a+b",
+                "line 1, column 25: expected RECYCLE or end of statement, found '+'",
+            ),
+            // Bad node names: reported at the name.
+            (
+                "ALTER GRID g DROP NODE ''",
+                "line 1, column 24: bad node name '': a node name is 1 to 64 letters, digits, '_', '.', ':' or '-'",
+            ),
+            (
+                "ALTER GRID g DROP NODE \"node 2\"",
+                "line 1, column 24: bad node name \"node 2\": a node name is 1 to 64 letters, digits, '_', '.', ':' or '-'",
+            ),
+            (
+                "ALTER GRID g\n  DROP NODE nöde",
+                "line 2, column 13: bad node name nöde: a node name is 1 to 64 letters, digits, '_', '.', ':' or '-'",
+            ),
+            (
+                "ALTER GRID g DROP NODE 1e+5",
+                "line 1, column 24: bad node name 1e+5: a node name is 1 to 64 letters, digits, '_', '.', ':' or '-'",
+            ),
+            // Bad connect strings: reported at the string literal.
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'udp h 1316'",
+                "line 1, column 33: bad connect string 'udp h 1316': expected 'tcp [host] port', e.g. 'tcp 1316' or 'tcp node2 1316'",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT ''",
+                "line 1, column 33: bad connect string '': expected 'tcp [host] port', e.g. 'tcp 1316' or 'tcp node2 1316'",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'h 1316'",
+                "line 1, column 33: bad connect string 'h 1316': expected 'tcp [host] port', e.g. 'tcp 1316' or 'tcp node2 1316'",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'tcp'",
+                "line 1, column 33: bad connect string 'tcp': the port is missing; expected 'tcp [host] port'",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'tcp h 1316 x'",
+                "line 1, column 33: bad connect string 'tcp h 1316 x': too many words; expected 'tcp [host] port'",
+            ),
+            (
+                "ALTER GRID g ADD NODE n\nCONNECT 'tcp h 65536'",
+                "line 2, column 9: bad connect string 'tcp h 65536': the port must be a whole number from 1 to 65535",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'tcp h 0'",
+                "line 1, column 33: bad connect string 'tcp h 0': the port must be a whole number from 1 to 65535",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'tcp h +1316'",
+                "line 1, column 33: bad connect string 'tcp h +1316': the port must be a whole number from 1 to 65535",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'tcp h port'",
+                "line 1, column 33: bad connect string 'tcp h port': the port must be a whole number from 1 to 65535",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'tcp h/x 1316'",
+                "line 1, column 33: bad connect string 'tcp h/x 1316': the host must be a host name or an IP address",
+            ),
+            (
+                "ALTER GRID g ADD NODE n CONNECT 'tcp [] 1316'",
+                "line 1, column 33: bad connect string 'tcp [] 1316': the host must be a host name or an IP address",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (sql, expected) in cases {
+            let got = err(sql);
+            if got != format!("Syntax error at {expected}") {
+                wrong.push(format!(
+                    "{sql:?}\n  got:      {got}\n  expected: {expected}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // One character past the longest name.
+        assert!(
+            err(&format!(
+                "ALTER GRID g DROP NODE {}",
+                "n".repeat(MAX_NODE_NAME_LEN + 1)
+            ))
+            .contains("bad node name")
+        );
+    }
+
+    #[test]
+    fn connect_targets_print_and_address() {
+        let t = |host: &str, port| ConnectTarget {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(t("h", 1316).to_string(), "tcp h 1316");
+        assert_eq!(t("h", 1316).addr(), "h:1316");
+        assert_eq!(t("::1", 1316).addr(), "[::1]:1316");
+        // The printed form parses back to the same target.
+        for target in [t("localhost", 1), t("10.0.0.1", 65535), t("::1", 1316)] {
+            assert_eq!(parse_connect_target(&target.to_string()), Ok(target));
+        }
+    }
+
+    #[test]
+    fn malformed_numbers_are_rejected() {
+        // The lexer keeps `12abc` as one malformed token (not `12 AS abc`); the parser
+        // refuses it wherever it occurs outside a node name.
+        for (sql, expected) in [
+            ("select 12abc", "line 1, column 8: malformed number 12abc"),
+            ("1.2.3", "line 1, column 1: malformed number 1.2.3"),
+            ("SELECT 1e+ FROM t", "line 1, column 8: malformed number 1e"),
+            (
+                "SELECT - 1x FROM t",
+                "line 1, column 10: malformed number 1x",
+            ),
+            (
+                "SELECT a FROM t LIMIT 10.0.0.1",
+                "line 1, column 23: malformed number 10.0.0.1",
+            ),
+            (
+                "CREATE TABLE t (a VARCHAR(2k))",
+                "line 1, column 27: malformed number 2k",
+            ),
+        ] {
+            assert_eq!(err(sql), format!("Syntax error at {expected}"), "{sql}");
+        }
+        // `.` and `:` are tokens now, but still not SQL.
+        assert_eq!(
+            err("SELECT t.a FROM t"),
+            "Syntax error at line 1, column 9: expected ',' or FROM, found '.'"
+        );
+    }
+
     // --- Expressions ------------------------------------------------------------------------
 
     #[test]
@@ -1597,8 +2189,8 @@ mod tests {
                 "line 1, column 14: expected end of input after ';' (one statement at a time), found ';'",
             ),
             (
-                "CREATE GRID g",
-                "line 1, column 8: expected TABLE or USER, found GRID",
+                "CREATE GRIDS g",
+                "line 1, column 8: expected TABLE, USER or GRID, found GRIDS",
             ),
             (
                 "CREATE TABLE t ()",
@@ -1905,6 +2497,11 @@ mod tests {
         "DROP USER u",
         "GRANT ADMIN TO u",
         "ADMIN COMMAND 'grid status'",
+        "CREATE GRID g",
+        "DROP GRID \"g\";",
+        "ALTER GRID g ADD NODE node-2.example.com:1316 CONNECT 'tcp 10.0.0.2 1316'",
+        "ALTER GRID g DROP NODE 'n2' RECYCLE",
+        "ALTER GRID g SET NODE 10.0.0.1:1316 OFFLINE",
     ];
 
     #[test]
@@ -2005,7 +2602,8 @@ mod tests {
                         "NULL", "IS", "AND", "OR", "AS", "PRIMARY", "KEY", "INT", "VARCHAR",
                         "TIMESTAMP", "COUNT", "SUM", "(", ")", ",", ";", "*", "+", "-", "/",
                         "=", "<>", "<", ">=", "'s'", "\"q\"", "1", "1.5", "a", "b", "t",
-                        "IDENTIFIED", "DESC",
+                        "IDENTIFIED", "DESC", "GRID", "NODE", "CONNECT", "RECYCLE",
+                        "ONLINE", "OFFLINE", "'tcp h 1316'", ":", ".", "1.2.3", "12abc",
                     ]).prop_map(str::to_string),
                     "\\PC{1,3}",
                 ],
