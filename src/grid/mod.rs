@@ -1,4 +1,5 @@
 //! The grid: leader election, the replicated grid log and membership changes as a
 //! two-phase commit (design §5).
 
+pub mod peer;
 pub mod types;
