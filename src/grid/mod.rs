@@ -4,5 +4,6 @@
 pub mod core;
 pub mod driver;
 pub mod membership;
+pub mod peer;
 pub mod store;
 pub mod types;
