@@ -409,6 +409,25 @@ impl Engine {
     }
 }
 
+/// Deletes a node's database file and transaction log (a joining node whose add was rolled
+/// back becomes empty again). The engine must be closed.
+pub fn remove_database(paths: &StoragePaths) -> std::io::Result<()> {
+    match std::fs::remove_file(&paths.db_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Ok(entries) = std::fs::read_dir(&paths.log_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if crate::storage::wal::parse_segment_name(&name.to_string_lossy()).is_some() {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -518,23 +537,4 @@ mod tests {
         let err = open(dir.path(), &MemFs::new(), false).unwrap_err();
         assert!(err.to_string().contains("-U"), "{err}");
     }
-}
-
-/// Deletes a node's database file and transaction log (a joining node whose add was rolled
-/// back becomes empty again). The engine must be closed.
-pub fn remove_database(paths: &StoragePaths) -> std::io::Result<()> {
-    match std::fs::remove_file(&paths.db_file) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    if let Ok(entries) = std::fs::read_dir(&paths.log_dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if crate::storage::wal::parse_segment_name(&name.to_string_lossy()).is_some() {
-                std::fs::remove_file(entry.path())?;
-            }
-        }
-    }
-    Ok(())
 }

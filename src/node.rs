@@ -21,7 +21,9 @@ use crate::grid::driver::{self, DriverSettings, GridHandle, GridSnapshot, GridVi
 use crate::grid::membership::ChangeRequest;
 use crate::grid::peer::{GridStart, PeerClient, PeerError, PeerHandler, ProbeInfo};
 use crate::grid::store::{GridStore, HardState, RedbGridStore};
-use crate::grid::types::{ChangeKind, Entry, Member, MemberState, Message, NodeId, Payload, Topology};
+use crate::grid::types::{
+    ChangeKind, Entry, Member, MemberState, Message, NodeId, Payload, Topology,
+};
 use crate::msglog::MessageLog;
 use crate::sql::ast::{GridAction, Select, Statement};
 use crate::sql::exec::{self, Output, SessionUser};
@@ -65,7 +67,9 @@ pub struct NodeRuntime {
 
 impl std::fmt::Debug for NodeRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeRuntime").field("name", &self.name).finish()
+        f.debug_struct("NodeRuntime")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -201,11 +205,13 @@ impl NodeRuntime {
                 match event {
                     SelfEvent::JoinCommitted => {
                         let _ = std::fs::remove_file(me.workdir.join(JOIN_MARKER));
-                        me.msglog.info("this node's add committed: it is a grid member");
+                        me.msglog
+                            .info("this node's add committed: it is a grid member");
                     }
                     SelfEvent::JoinAborted => {
-                        me.msglog
-                            .warning("this node's add was rolled back: becoming an empty grid node");
+                        me.msglog.warning(
+                            "this node's add was rolled back: becoming an empty grid node",
+                        );
                         me.become_empty().await;
                     }
                 }
@@ -232,7 +238,8 @@ impl NodeRuntime {
             return;
         }
         let _ = std::fs::remove_file(self.workdir.join(JOIN_MARKER));
-        self.msglog.info("empty grid node again: waiting to be added to a grid");
+        self.msglog
+            .info("empty grid node again: waiting to be added to a grid");
     }
 
     pub async fn stop(&self) {
@@ -310,14 +317,21 @@ impl NodeRuntime {
         if !self.config.grid.grid_enabled {
             return Err(SolidError::grid(
                 code::GRID_NOT_ENABLED,
-                format!("node {} is not grid-enabled: set [Grid] GridEnabled = yes in solid.ini", self.name),
+                format!(
+                    "node {} is not grid-enabled: set [Grid] GridEnabled = yes in solid.ini",
+                    self.name
+                ),
             ));
         }
         let engine = self.require_engine()?;
         if let Some(g) = self.grid() {
             return Err(SolidError::grid(
                 code::TRANSITION_NOT_ALLOWED,
-                format!("node {} is already a member of grid {}", self.name, g.view().topology.grid),
+                format!(
+                    "node {} is already a member of grid {}",
+                    self.name,
+                    g.view().topology.grid
+                ),
             ));
         }
         let _op = self.membership_op.lock().await;
@@ -348,14 +362,19 @@ impl NodeRuntime {
         })
         .map_err(storage)?;
         self.start_driver(engine, store_w, 1)?;
-        let grid = self.grid().ok_or_else(|| storage("grid driver did not start"))?;
+        let grid = self
+            .grid()
+            .ok_or_else(|| storage("grid driver did not start"))?;
         if !grid.wait_ready_leader(FOUNDING_TIMEOUT).await {
             return Err(SolidError::grid(
                 code::NO_LEADER,
                 "the grid was created but its founder did not become leader in time; check ADMIN COMMAND 'grid nodeinfo'",
             ));
         }
-        self.msglog.info(format!("grid {grid_name} created: this node ({}) is its leader", self.name));
+        self.msglog.info(format!(
+            "grid {grid_name} created: this node ({}) is its leader",
+            self.name
+        ));
         Ok(self.topology_output(&grid.view(), grid.view().topology.config_index))
     }
 
@@ -382,7 +401,9 @@ impl NodeRuntime {
         self.state.write().grid = None;
         let mut store = RedbGridStore::open(engine.db()).map_err(storage)?;
         tokio::task::block_in_place(|| store.clear()).map_err(storage)?;
-        self.msglog.info(format!("grid {grid_name} dropped: this node is a standalone server again"));
+        self.msglog.info(format!(
+            "grid {grid_name} dropped: this node is a standalone server again"
+        ));
         Ok(Output::Write {
             changes: Vec::new(),
             rows_affected: 0,
@@ -400,13 +421,20 @@ impl NodeRuntime {
         if !view.topology.grid.eq_ignore_ascii_case(grid_name) {
             return Err(SolidError::grid(
                 code::UNKNOWN_NODE,
-                format!("unknown grid {grid_name}: this node is in grid {}", view.topology.grid),
+                format!(
+                    "unknown grid {grid_name}: this node is in grid {}",
+                    view.topology.grid
+                ),
             ));
         }
         Ok(grid)
     }
 
-    async fn alter_grid(self: &Arc<Self>, grid_name: &str, action: GridAction) -> SolidResult<Output> {
+    async fn alter_grid(
+        self: &Arc<Self>,
+        grid_name: &str,
+        action: GridAction,
+    ) -> SolidResult<Output> {
         let grid = self.member_grid(grid_name)?;
         let view = grid.view();
         if !view.is_leader() {
@@ -427,7 +455,11 @@ impl NodeRuntime {
                 self.change(&grid, ChangeKind::Drop, &node).await
             }
             GridAction::SetNode { node, online } => {
-                let kind = if online { ChangeKind::Online } else { ChangeKind::Offline };
+                let kind = if online {
+                    ChangeKind::Online
+                } else {
+                    ChangeKind::Offline
+                };
                 self.change(&grid, kind, &node).await
             }
         }
@@ -463,9 +495,11 @@ impl NodeRuntime {
                 addr: Some(addr.to_string()),
             })
             .await?;
-        let client = PeerClient::new(addr, &self.secret());
+        let me = grid.view().node_id;
+        let client =
+            PeerClient::new(addr, &self.secret()).map_err(|e| peer_failure(e, name, addr))?;
         let probe = client
-            .probe(PROBE_TIMEOUT)
+            .probe(me, PROBE_TIMEOUT)
             .await
             .map_err(|e| peer_failure(e, name, addr))?;
         if !probe.grid_enabled {
@@ -477,7 +511,9 @@ impl NodeRuntime {
         if probe.has_data {
             return Err(SolidError::grid(
                 code::NODE_HAS_DATA,
-                format!("node {name} at {addr} already has a database or transaction log; only an empty node (solid -x gridnode) can be added"),
+                format!(
+                    "node {name} at {addr} already has a database or transaction log; only an empty node (solid -x gridnode) can be added"
+                ),
             ));
         }
         if !probe.name.is_empty() && !probe.name.eq_ignore_ascii_case(name) {
@@ -497,7 +533,7 @@ impl NodeRuntime {
             grid: snapshot.grid.clone(),
             node_id: change.node.id,
             leader_id: view.node_id,
-            term: view.term,
+            leader_term: view.term,
             snapshot: postcard::to_stdvec(&snapshot).map_err(storage)?,
         };
         client
@@ -513,7 +549,10 @@ impl NodeRuntime {
             && e.code == code::ROLLED_BACK
         {
             // Best effort: the node may be dead; a later add replaces its provisional data.
-            if let Err(err) = client.abandon(&snapshot.grid, change.node.id, PROBE_TIMEOUT).await {
+            if let Err(err) = client
+                .abandon(me, &snapshot.grid, change.node.id, PROBE_TIMEOUT)
+                .await
+            {
                 tracing::info!("abandon of {name} failed: {err}");
             }
         }
@@ -624,16 +663,18 @@ impl NodeRuntime {
             in_grid: view
                 .as_ref()
                 .filter(|_| !self.is_joining())
-                .map(|v| v.topology.grid.clone())
-                .unwrap_or_default(),
-            node_id: view.map_or(0, |v| v.node_id),
-            addr: self.addr.clone(),
+                .map(|v| v.topology.grid.clone()),
+            node_id: view.map(|v| v.node_id),
+            listen_addr: self.addr.clone(),
         }
     }
 
     async fn join(self: &Arc<Self>, req: GridStart) -> SolidResult<()> {
         if !self.config.grid.grid_enabled {
-            return Err(SolidError::grid(code::GRID_NOT_ENABLED, "this node is not grid-enabled"));
+            return Err(SolidError::grid(
+                code::GRID_NOT_ENABLED,
+                "this node is not grid-enabled",
+            ));
         }
         if self.engine().is_some() && !self.is_joining() {
             return Err(SolidError::grid(
@@ -645,10 +686,14 @@ impl NodeRuntime {
             // A new add replaces provisional data left by one that did not commit.
             self.become_empty().await;
         }
-        let snapshot: GridSnapshot = postcard::from_bytes(&req.snapshot)
-            .map_err(|e| SolidError::server(code::BAD_REQUEST, format!("grid start snapshot: {e}")))?;
-        std::fs::write(self.workdir.join(JOIN_MARKER), format!("{} {}", snapshot.grid, req.node_id))
-            .map_err(storage)?;
+        let snapshot: GridSnapshot = postcard::from_bytes(&req.snapshot).map_err(|e| {
+            SolidError::server(code::BAD_REQUEST, format!("grid start snapshot: {e}"))
+        })?;
+        std::fs::write(
+            self.workdir.join(JOIN_MARKER),
+            format!("{} {}", snapshot.grid, req.node_id),
+        )
+        .map_err(storage)?;
         let paths = self.paths.clone();
         let msglog = self.msglog.clone();
         let engine = tokio::task::spawn_blocking(move || -> SolidResult<Arc<Engine>> {
@@ -665,7 +710,7 @@ impl NodeRuntime {
                 .map_err(storage)?;
             store
                 .set_hard_state(HardState {
-                    term: req.term,
+                    term: req.leader_term,
                     voted_for: None,
                     commit: snapshot.index,
                 })
@@ -699,7 +744,9 @@ fn role_of(v: &GridView, m: &Member) -> &'static str {
         "LEADER"
     } else {
         match m.state {
-            MemberState::Online | MemberState::Disconnecting | MemberState::BeingDropped => "FOLLOWER",
+            MemberState::Online | MemberState::Disconnecting | MemberState::BeingDropped => {
+                "FOLLOWER"
+            }
             MemberState::BeingAdded | MemberState::Reconnecting => "LEARNER",
             _ => "NONE",
         }
@@ -751,7 +798,9 @@ impl PeerHandler for NodeRuntimeHandle {
         }
         let view = self.0.grid().map(|g| g.view()).unwrap_or_default();
         if view.node_id == node_id && view.topology.grid.eq_ignore_ascii_case(&grid) {
-            self.0.msglog.warning(format!("grid {grid}: the add of this node was rolled back by the leader"));
+            self.0.msglog.warning(format!(
+                "grid {grid}: the add of this node was rolled back by the leader"
+            ));
             self.0.become_empty().await;
         }
         Ok(())
@@ -783,7 +832,11 @@ impl NodeRuntime {
 impl NodeRuntime {
     /// `standalone`, `gridnode` (empty, waiting to be added), `joining` or `grid member`.
     pub fn mode(&self) -> &'static str {
-        match (self.engine().is_some(), self.grid().is_some(), self.is_joining()) {
+        match (
+            self.engine().is_some(),
+            self.grid().is_some(),
+            self.is_joining(),
+        ) {
             (false, _, _) => "gridnode",
             (true, true, true) => "joining",
             (true, true, false) => "grid member",

@@ -210,9 +210,12 @@ async fn serve(
     );
     node.resume_grid()
         .map_err(|e| StartError::Other(format!("cannot resume grid membership: {e}")))?;
-    let peer = config.grid.secret.as_ref().filter(|_| config.grid.grid_enabled).map(|secret| {
-        peer_service(Arc::new(NodeRuntimeHandle(node.clone())), secret.clone())
-    });
+    let peer = config
+        .grid
+        .secret
+        .as_ref()
+        .filter(|_| config.grid.grid_enabled)
+        .map(|secret| peer_service(Arc::new(NodeRuntimeHandle(node.clone())), secret.clone()));
     let service = ClientService {
         inner: Arc::new(ServiceState {
             node: node.clone(),

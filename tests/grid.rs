@@ -46,7 +46,11 @@ fn a_three_node_grid_is_built_with_statements_and_replicates_schema_and_users() 
                 .execute("SELECT COUNT(*) FROM t")
                 .is_ok_and(|r| r.rows == vec![vec![Value::Int(2)]])
         });
-        assert_eq!(names_states(follower), expected, "followers see the same membership");
+        assert_eq!(
+            names_states(follower),
+            expected,
+            "followers see the same membership"
+        );
         follower
             .client_as("reader", "reader-pw")
             .expect("a user created on the leader logs in on a follower");
@@ -58,12 +62,18 @@ fn a_three_node_grid_is_built_with_statements_and_replicates_schema_and_users() 
     assert_eq!(r.columns[0].0, "CONFIG_INDEX");
     assert_eq!(r.rows.len(), 4);
     assert!(
-        r.rows.iter().any(|row| row[2] == Value::Text(n4.name()) && row[4] == Value::Text("MEMBER_ONLINE".into())),
+        r.rows
+            .iter()
+            .any(|row| row[2] == Value::Text(n4.name())
+                && row[4] == Value::Text("MEMBER_ONLINE".into())),
         "{r:?}"
     );
     let out = nodes[0].solsql("ADMIN COMMAND 'grid nodeinfo';");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&n4.name()) && text.contains("LEADER"), "{text}");
+    assert!(
+        text.contains(&n4.name()) && text.contains("LEADER"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -110,7 +120,9 @@ fn add_node_refusals_have_their_codes() {
     // Every refused node is still empty and can be added once fixed.
     let mut fresh = Node::grid_node();
     fresh.start(&["-x", "gridnode"]);
-    fresh.add_to(leader).expect("a good node is added after the refusals");
+    fresh
+        .add_to(leader)
+        .expect("a good node is added after the refusals");
 }
 
 #[test]
@@ -158,8 +170,8 @@ fn a_killed_leader_is_replaced_and_the_new_leader_adds_nodes() {
     let states = names_states(leader);
     assert!(states.contains(&online(&n4.name())), "{states:?}");
     // The old leader comes back as a follower of the new one.
-    nodes[0].start(&[]);
     let leader_name = leader.name();
+    nodes[0].start(&[]);
     wait_for("the old leader to follow", Duration::from_secs(20), || {
         nodes[0].leader_name().as_deref() == Some(leader_name.as_str())
     });
@@ -171,7 +183,10 @@ fn joining_node_dies_before_acking(kill_a_follower_first: bool) {
         nodes[2].kill9();
     }
     let mut joiner = Node::grid_node();
-    joiner.spawn_with_env(&["-x", "gridnode"], &[("SOLIDGRID_FAULT", "joiner-after-prepare-durable")]);
+    joiner.spawn_with_env(
+        &["-x", "gridnode"],
+        &[("SOLIDGRID_FAULT", "joiner-after-prepare-durable")],
+    );
     joiner.wait_ready();
     let r = joiner.add_to(&nodes[0]);
     assert_eq!(solid_code(r), code::ROLLED_BACK);
@@ -183,7 +198,9 @@ fn joining_node_dies_before_acking(kill_a_follower_first: bool) {
     };
     for n in &alive {
         wait_for("the rollback everywhere", Duration::from_secs(10), || {
-            !names_states(n).iter().any(|(name, _)| *name == joiner.name())
+            !names_states(n)
+                .iter()
+                .any(|(name, _)| *name == joiner.name())
         });
         assert!(
             n.msglog().contains("rolled back"),
@@ -199,7 +216,9 @@ fn joining_node_dies_before_acking(kill_a_follower_first: bool) {
     // The joining node restarts with provisional data and can be added again.
     joiner.wait_exit();
     joiner.start(&["-x", "gridnode"]);
-    joiner.add_to(&nodes[0]).expect("the rolled-back node is added again");
+    joiner
+        .add_to(&nodes[0])
+        .expect("the rolled-back node is added again");
 }
 
 #[test]
@@ -215,7 +234,9 @@ fn a_joining_node_dying_is_rolled_back_with_an_old_follower_down() {
 #[test]
 fn restarting_the_whole_grid_gives_back_the_same_membership() {
     let mut nodes = form_grid(2);
-    nodes[0].client().ok("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+    nodes[0]
+        .client()
+        .ok("CREATE TABLE t (id INTEGER PRIMARY KEY)");
     nodes[0].client().ok("INSERT INTO t VALUES (1), (2), (3)");
     let before = names_states(&nodes[0]);
     for n in nodes.iter_mut() {
@@ -228,10 +249,14 @@ fn restarting_the_whole_grid_gives_back_the_same_membership() {
         n.wait_ready();
     }
     let mut leader = None;
-    wait_for("a leader after the restart", Duration::from_secs(30), || {
-        leader = nodes.iter().position(|n| n.leader_name() == Some(n.name()));
-        leader.is_some()
-    });
+    wait_for(
+        "a leader after the restart",
+        Duration::from_secs(30),
+        || {
+            leader = nodes.iter().position(|n| n.leader_name() == Some(n.name()));
+            leader.is_some()
+        },
+    );
     let l = &nodes[leader.unwrap()];
     assert_eq!(names_states(l), before);
     assert_eq!(

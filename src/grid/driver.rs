@@ -18,8 +18,7 @@ use crate::grid::membership::ChangeRequest;
 use crate::grid::peer::PeerClient;
 use crate::grid::store::{GridStore, HardState};
 use crate::grid::types::{
-    Change, ChangeKind, Entry, Index, Member, MemberState, Message, NodeId, Payload, Term,
-    Topology,
+    Change, ChangeKind, Entry, Index, Member, MemberState, Message, NodeId, Payload, Term, Topology,
 };
 use crate::msglog::MessageLog;
 use crate::storage::db::{DbDump, LogRecord};
@@ -174,7 +173,8 @@ impl GridHandle {
     /// A peer's vote or append request; the reply is sent only after what it acknowledges
     /// is durable.
     pub async fn peer_message(&self, from: NodeId, msg: Message) -> Result<Message, SolidError> {
-        self.call(|respond| Request::Peer { from, msg, respond }).await
+        self.call(|respond| Request::Peer { from, msg, respond })
+            .await
     }
 
     pub async fn check_change(&self, req: ChangeRequest) -> Result<Change, SolidError> {
@@ -207,26 +207,34 @@ impl GridHandle {
     }
 }
 
+/// A peer's client and the permits bounding its requests in flight.
+type PeerSlot = (PeerClient, Arc<Semaphore>);
+
 /// Peer clients by address, each with a bound on requests in flight.
 #[derive(Clone)]
 struct Peers {
     secret: String,
     timeout: Duration,
-    clients: Arc<Mutex<HashMap<String, (PeerClient, Arc<Semaphore>)>>>,
+    clients: Arc<Mutex<HashMap<String, PeerSlot>>>,
 }
 
 impl Peers {
-    fn get(&self, addr: &str) -> (PeerClient, Arc<Semaphore>) {
+    fn get(&self, addr: &str) -> Option<PeerSlot> {
         let mut clients = self.clients.lock();
-        clients
-            .entry(addr.to_string())
-            .or_insert_with(|| {
-                (
-                    PeerClient::new(addr, &self.secret),
-                    Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PEER)),
-                )
-            })
-            .clone()
+        if let Some(c) = clients.get(addr) {
+            return Some(c.clone());
+        }
+        match PeerClient::new(addr, &self.secret) {
+            Ok(client) => {
+                let entry = (client, Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PEER)));
+                clients.insert(addr.to_string(), entry.clone());
+                Some(entry)
+            }
+            Err(e) => {
+                tracing::warn!("cannot make a peer client for {addr}: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -416,13 +424,18 @@ impl Driver {
         if let Some(r) = respond {
             // The core answers every request; a missing answer is a bug, but never hang
             // the caller on it.
-            let _ = r.send(Err(SolidError::grid(code::NO_LEADER, "request not answered")));
+            let _ = r.send(Err(SolidError::grid(
+                code::NO_LEADER,
+                "request not answered",
+            )));
         }
         Ok(())
     }
 
     fn send(&self, to: NodeId, addr: String, msg: Message) {
-        let (client, permits) = self.peers.get(&addr);
+        let Some((client, permits)) = self.peers.get(&addr) else {
+            return;
+        };
         let Ok(permit) = permits.try_acquire_owned() else {
             tracing::debug!(to, "dropping a message: too many in flight to this peer");
             return;
@@ -433,7 +446,12 @@ impl Driver {
             let _permit = permit;
             match client.message(msg, timeout).await {
                 Ok(reply) => {
-                    let _ = tx.send(Request::PeerReply { from: to, msg: reply }).await;
+                    let _ = tx
+                        .send(Request::PeerReply {
+                            from: to,
+                            msg: reply,
+                        })
+                        .await;
                 }
                 Err(e) => tracing::debug!(to, "peer request failed: {e}"),
             }

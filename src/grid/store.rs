@@ -889,22 +889,27 @@ mod tests {
                 HardState {
                     term: 1,
                     voted_for: None,
+                    commit: 0,
                 },
                 HardState {
                     term: 1,
                     voted_for: Some(2),
+                    commit: 0,
                 },
                 HardState {
                     term: 4,
                     voted_for: None,
+                    commit: 0,
                 },
                 HardState {
                     term: 5,
                     voted_for: Some(1),
+                    commit: 0,
                 },
                 HardState {
                     term: 5,
                     voted_for: Some(1),
+                    commit: 0,
                 },
             ] {
                 s.set_hard_state(hs).unwrap();
@@ -919,6 +924,7 @@ mod tests {
             s.set_hard_state(HardState {
                 term: 3,
                 voted_for: Some(1),
+                commit: 0,
             })
             .unwrap();
             s.append(&entries(1..=4, 2)).unwrap();
@@ -947,6 +953,7 @@ mod tests {
                 s.set_hard_state(HardState {
                     term: 2,
                     voted_for: None,
+                    commit: 0,
                 }),
                 "below the stored term 3",
             );
@@ -954,6 +961,7 @@ mod tests {
                 s.set_hard_state(HardState {
                     term: 3,
                     voted_for: Some(2),
+                    commit: 0,
                 }),
                 "already recorded",
             );
@@ -961,6 +969,7 @@ mod tests {
                 s.set_hard_state(HardState {
                     term: 3,
                     voted_for: None,
+                    commit: 0,
                 }),
                 "already recorded",
             );
@@ -976,6 +985,7 @@ mod tests {
             s.set_hard_state(HardState {
                 term: 7,
                 voted_for: Some(3),
+                commit: 0,
             })
             .unwrap();
             s.append(&entries(1..=6, 7)).unwrap();
@@ -1117,7 +1127,7 @@ mod tests {
                         Op::SetHardState { new_term, vote } => {
                             let hs = now.hard_state;
                             let next = if *new_term || hs.voted_for.is_none() {
-                                HardState { term: hs.term + u64::from(*new_term), voted_for: *vote }
+                                HardState { term: hs.term + u64::from(*new_term), voted_for: *vote, commit: 0 }
                             } else {
                                 hs
                             };

@@ -276,9 +276,7 @@ pub const SECRET: &str = "test-grid-secret";
 
 /// `[Grid]` settings for a test grid node.
 pub fn grid_ini(secret: &str) -> String {
-    format!(
-        "[Grid]\nGridEnabled = yes\nSecret = {secret}\nRaftElectionTimeout = 600\n"
-    )
+    format!("[Grid]\nGridEnabled = yes\nSecret = {secret}\nRaftElectionTimeout = 600\n")
 }
 
 impl Node {
