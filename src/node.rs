@@ -482,7 +482,12 @@ impl NodeRuntime {
         change: crate::grid::types::Change,
     ) -> SolidResult<Output> {
         match grid.propose(Proposal::Change(change)).await? {
-            Outcome::ChangeCommitted { index, .. } => Ok(self.topology_output(&grid.view(), index)),
+            Outcome::ChangeCommitted { index, topology } => {
+                // The reply shows the topology as committed, not the view of a moment ago.
+                let mut view = grid.view();
+                view.topology = topology;
+                Ok(self.topology_output(&view, index))
+            }
             Outcome::Committed { index } => Ok(self.topology_output(&grid.view(), index)),
         }
     }
@@ -585,11 +590,14 @@ impl NodeRuntime {
     }
 
     fn grid_nodes_rows(&self) -> (TableDef, Vec<Vec<Value>>) {
+        match self.grid() {
+            Some(grid) => Self::grid_nodes_rows_of(&grid.view()),
+            None => (Self::grid_nodes_def(), Vec::new()),
+        }
+    }
+
+    fn grid_nodes_rows_of(v: &GridView) -> (TableDef, Vec<Vec<Value>>) {
         let def = Self::grid_nodes_def();
-        let Some(grid) = self.grid() else {
-            return (def, Vec::new());
-        };
-        let v = grid.view();
         let rows = v
             .topology
             .members
@@ -600,7 +608,7 @@ impl NodeRuntime {
                     Value::Text(m.name.clone()),
                     Value::Text(m.addr.clone()),
                     Value::Text(m.state.as_str().into()),
-                    Value::Text(role_of(&v, m).into()),
+                    Value::Text(role_of(v, m).into()),
                     Value::Int(v.term as i64),
                     v.last_heard_ago_ms
                         .get(&m.id)
@@ -613,7 +621,7 @@ impl NodeRuntime {
     }
 
     fn topology_output(&self, view: &GridView, index: u64) -> Output {
-        let (def, rows) = self.grid_nodes_rows();
+        let (def, rows) = Self::grid_nodes_rows_of(view);
         let mut columns = vec![("CONFIG_INDEX".to_string(), "BIGINT".to_string())];
         columns.extend(
             def.columns
@@ -621,7 +629,6 @@ impl NodeRuntime {
                 .filter(|c| c.name != "CONFIG_INDEX" && c.name != "LAST_HEARD_MS")
                 .map(|c| (c.name.clone(), c.sql_type.to_string())),
         );
-        let _ = view;
         let rows = rows
             .into_iter()
             .map(|r| {

@@ -51,9 +51,9 @@ fn a_three_node_grid_is_built_with_statements_and_replicates_schema_and_users() 
             expected,
             "followers see the same membership"
         );
-        follower
-            .client_as("reader", "reader-pw")
-            .expect("a user created on the leader logs in on a follower");
+        wait_for("the new user on a follower", Duration::from_secs(10), || {
+            follower.client_as("reader", "reader-pw").is_ok()
+        });
     }
     // The reply to ADD NODE carries the configuration index, the state and the topology.
     let mut n4 = Node::grid_node();

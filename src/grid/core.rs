@@ -161,6 +161,10 @@ pub struct Core {
     commit: Index,
     applied: Index,
     topology: Topology,
+    /// Membership with every entry of the log applied, committed or not: what elections
+    /// and commitment count with (Raft's "latest configuration in the log" rule — safe
+    /// because one change is in flight at a time and each adds or removes one voter).
+    log_topology: Topology,
     election_deadline_ms: u64,
     last_leader_contact_ms: Option<u64>,
     votes: BTreeSet<NodeId>,
@@ -220,6 +224,7 @@ impl Core {
             leader: None,
             commit: restored.snapshot_index,
             applied: restored.snapshot_index,
+            log_topology: restored.snapshot_topology.clone(),
             topology: restored.snapshot_topology,
             election_deadline_ms: 0,
             last_leader_contact_ms: None,
@@ -233,6 +238,7 @@ impl Core {
             now_ms,
         };
         core.commit = restored.commit.clamp(core.snapshot_index, last);
+        core.recompute_log_topology();
         core.reset_election_timer();
         core
     }
@@ -380,6 +386,9 @@ impl Core {
         };
         let index = entry.index;
         self.log.push(entry.clone());
+        if let Ok(t) = membership::apply_entry(&self.log_topology, &entry) {
+            self.log_topology = t;
+        }
         out.push(Command::AppendLog {
             entries: vec![entry],
         });
@@ -407,8 +416,32 @@ impl Core {
         self.election_deadline_ms = self.now_ms + t + jitter;
     }
 
+    /// The voters elections and commitment count: those of the latest configuration in
+    /// the log.
+    fn voters(&self) -> Vec<NodeId> {
+        self.log_topology.voters()
+    }
+
+    /// Re-derives `log_topology` from the applied topology and the entries after it.
+    fn recompute_log_topology(&mut self) {
+        let mut t = self.topology.clone();
+        for e in self.log.iter().filter(|e| e.index > self.applied) {
+            match membership::apply_entry(&t, e) {
+                Ok(next) => t = next,
+                Err(why) => {
+                    tracing::warn!(
+                        node = self.id,
+                        index = e.index,
+                        "entry does not apply to the log topology: {why}"
+                    );
+                }
+            }
+        }
+        self.log_topology = t;
+    }
+
     fn is_voter(&self, id: NodeId) -> bool {
-        self.topology.voters().contains(&id)
+        self.voters().contains(&id)
     }
 
     fn persist_hard_state(&self, out: &mut Vec<Command>) {
@@ -465,7 +498,7 @@ impl Core {
         if self.now_ms < self.became_leader_ms + self.cfg.election_timeout_ms {
             return true;
         }
-        let voters = self.topology.voters();
+        let voters = self.voters();
         membership::majority(&voters, |v| {
             v == self.id
                 || self.progress.get(&v).is_some_and(|p| {
@@ -506,7 +539,7 @@ impl Core {
             last_log_term: self.last_term(),
             pre_vote,
         };
-        for v in self.topology.voters() {
+        for v in self.voters() {
             if v != self.id
                 && let Some(m) = self.topology.members.get(&v)
             {
@@ -520,7 +553,7 @@ impl Core {
     }
 
     fn won_votes(&self) -> bool {
-        membership::majority(&self.topology.voters(), |v| self.votes.contains(&v))
+        membership::majority(&self.voters(), |v| self.votes.contains(&v))
     }
 
     fn after_votes(&mut self, pre_vote: bool, out: &mut Vec<Command>) {
@@ -591,6 +624,7 @@ impl Core {
             .topology
             .members
             .values()
+            .chain(self.log_topology.members.values())
             .filter(|m| m.id != self.id)
             .map(|m| (m.id, m.addr.clone()))
             .collect();
@@ -849,6 +883,7 @@ impl Core {
             self.log
                 .truncate((first - self.snapshot_index - 1) as usize);
             self.log.extend_from_slice(&entries[i..]);
+            self.recompute_log_topology();
             out.push(Command::AppendLog {
                 entries: entries[i..].to_vec(),
             });
@@ -921,7 +956,7 @@ impl Core {
     /// Advances the commit index: an entry of the current term stored on a majority of the
     /// voters (Raft §5.4.2; during a change, the voters before it).
     fn maybe_commit(&mut self, out: &mut Vec<Command>) {
-        let voters = self.topology.voters();
+        let voters = self.voters();
         let mut n = self.last_index();
         while n > self.commit {
             if self.term_at(n) == Some(self.term)
@@ -945,24 +980,7 @@ impl Core {
         }
         let entries = self.entries_from(self.applied + 1, (self.commit - self.applied) as usize);
         for e in &entries {
-            let next = match &e.payload {
-                Payload::CreateGrid { grid, founder } => {
-                    let mut t = Topology {
-                        grid: grid.clone(),
-                        config_index: e.index,
-                        ..Topology::default()
-                    };
-                    let mut f = founder.clone();
-                    f.state = crate::grid::types::MemberState::Online;
-                    t.members.insert(f.id, f);
-                    Ok(t)
-                }
-                Payload::Prepare(c) => membership::apply_prepare(&self.topology, e.index, c),
-                Payload::Decide { prepare, commit } => {
-                    membership::apply_decision(&self.topology, e.index, *prepare, *commit)
-                }
-                Payload::Noop | Payload::Data(_) => Ok(self.topology.clone()),
-            };
+            let next = membership::apply_entry(&self.topology, e);
             match next {
                 Ok(t) => self.topology = t,
                 Err(why) => {

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 
 use crate::error::{SolidError, code};
-use crate::grid::types::{Change, ChangeKind, Index, Member, MemberState, NodeId, Topology};
+use crate::grid::types::{
+    Change, ChangeKind, Entry, Index, Member, MemberState, NodeId, Payload, Topology,
+};
 
 /// The states a change passes through: from → via → (on commit | on rollback).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +184,27 @@ pub fn apply_decision(
     next.config_index = index;
     check_invariants(&next)?;
     Ok(next)
+}
+
+/// Applies one grid-log entry's membership effect (CREATE GRID, PREPARE, decision; other
+/// entries leave the topology as it is).
+pub fn apply_entry(topology: &Topology, e: &Entry) -> Result<Topology, String> {
+    match &e.payload {
+        Payload::CreateGrid { grid, founder } => {
+            let mut t = Topology {
+                grid: grid.clone(),
+                config_index: e.index,
+                ..Topology::default()
+            };
+            let mut f = founder.clone();
+            f.state = MemberState::Online;
+            t.members.insert(f.id, f);
+            Ok(t)
+        }
+        Payload::Prepare(c) => apply_prepare(topology, e.index, c),
+        Payload::Decide { prepare, commit } => apply_decision(topology, e.index, *prepare, *commit),
+        Payload::Noop | Payload::Data(_) => Ok(topology.clone()),
+    }
 }
 
 /// Structural invariants of a topology.

@@ -108,6 +108,10 @@ pub enum PeerError {
     /// protocol version, any other status).
     #[error("malformed peer message: {0}")]
     Malformed(String),
+    /// The node does not serve the peer protocol at all (`UNIMPLEMENTED`): a solidgrid node
+    /// serves it only when `[Grid] GridEnabled = yes`.
+    #[error("the node does not serve the grid peer protocol: {0}")]
+    NotServed(String),
 }
 
 impl PeerError {
@@ -132,6 +136,12 @@ impl PeerError {
                 code::NODE_UNREACHABLE,
                 format!("{what}: protocol error between nodes: {why}"),
             ),
+            PeerError::NotServed(_) => SolidError::grid(
+                code::GRID_NOT_ENABLED,
+                format!(
+                    "{what} is not grid-enabled: it does not serve the grid peer protocol ([Grid] GridEnabled = no)"
+                ),
+            ),
         }
     }
 }
@@ -148,6 +158,7 @@ impl From<PeerError> for Status {
             PeerError::Refused(e) => Status::failed_precondition(refusal_text(&e)),
             PeerError::Auth => Status::unauthenticated(auth_status_message()),
             PeerError::Unreachable(why) => Status::unavailable(bounded(why)),
+            PeerError::NotServed(why) => Status::unimplemented(bounded(why)),
         }
     }
 }
@@ -158,6 +169,7 @@ impl From<Status> for PeerError {
         let what = || format!("{:?}: {}", status.code(), status.message());
         match status.code() {
             Code::Unauthenticated | Code::PermissionDenied => PeerError::Auth,
+            Code::Unimplemented => PeerError::NotServed(what()),
             Code::FailedPrecondition => match parse_refusal(status.message()) {
                 Some(e) => PeerError::Refused(e),
                 None => malformed(format!("a refusal without an error code: {}", what())),
@@ -1563,17 +1575,16 @@ mod tests {
         for code in [Code::Unauthenticated, Code::PermissionDenied] {
             assert_eq!(PeerError::from(Status::new(code, "x")), PeerError::Auth);
         }
-        for code in [
-            Code::InvalidArgument,
-            Code::OutOfRange,
-            Code::Unimplemented,
-            Code::NotFound,
-        ] {
+        for code in [Code::InvalidArgument, Code::OutOfRange, Code::NotFound] {
             assert!(matches!(
                 PeerError::from(Status::new(code, "x")),
                 PeerError::Malformed(_)
             ));
         }
+        // A node without the peer service (not grid-enabled) is told apart: 18501.
+        let not_served = PeerError::from(Status::new(Code::Unimplemented, "x"));
+        assert!(matches!(not_served, PeerError::NotServed(_)));
+        assert_eq!(not_served.to_solid("node n").code, code::GRID_NOT_ENABLED);
         // A refusal whose text carries no error code.
         assert_malformed(
             Err::<(), _>(PeerError::from(Status::failed_precondition("nope"))),
