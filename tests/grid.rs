@@ -51,9 +51,11 @@ fn a_three_node_grid_is_built_with_statements_and_replicates_schema_and_users() 
             expected,
             "followers see the same membership"
         );
-        wait_for("the new user on a follower", Duration::from_secs(10), || {
-            follower.client_as("reader", "reader-pw").is_ok()
-        });
+        wait_for(
+            "the new user on a follower",
+            Duration::from_secs(10),
+            || follower.client_as("reader", "reader-pw").is_ok(),
+        );
     }
     // The reply to ADD NODE carries the configuration index, the state and the topology.
     let mut n4 = Node::grid_node();
