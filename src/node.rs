@@ -677,6 +677,18 @@ impl NodeRuntime {
     }
 
     async fn join(self: &Arc<Self>, req: GridStart) -> SolidResult<()> {
+        // A member that fell too far behind gets the same common data as a snapshot.
+        if let Some(grid) = self.grid() {
+            let view = grid.view();
+            if view.node_id == req.node_id
+                && view.topology.grid.eq_ignore_ascii_case(&req.grid)
+                && !self.is_joining()
+            {
+                let snapshot: GridSnapshot = postcard::from_bytes(&req.snapshot)
+                    .map_err(|e| SolidError::server(code::BAD_REQUEST, format!("snapshot: {e}")))?;
+                return grid.install_snapshot(snapshot, req.leader_term).await;
+            }
+        }
         if !self.config.grid.grid_enabled {
             return Err(SolidError::grid(
                 code::GRID_NOT_ENABLED,

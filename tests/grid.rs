@@ -282,3 +282,49 @@ fn without_a_majority_grid_statements_fail_instead_of_hanging() {
     });
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn a_restarted_node_far_behind_catches_up_by_snapshot() {
+    let env = [("SOLIDGRID_COMPACT_ENTRIES", "20")];
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut founder = Node::grid_node();
+    founder.spawn_with_env(&["-U", common::ADMIN, "-P", common::ADMIN_PW], &env);
+    founder.wait_ready();
+    founder.client().ok("CREATE GRID g");
+    nodes.push(founder);
+    for _ in 0..2 {
+        let mut n = Node::grid_node();
+        n.spawn_with_env(&["-x", "gridnode"], &env);
+        n.wait_ready();
+        n.add_to(&nodes[0]).expect("add");
+        nodes.push(n);
+    }
+    let mut leader = nodes[0].client();
+    leader.ok("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+    nodes[2].kill9();
+    // Far more entries than the log keeps: the leader compacts past what node 3 has.
+    for i in 0..100 {
+        leader.ok(&format!("INSERT INTO t VALUES ({i})"));
+    }
+    nodes[2].spawn_with_env(&[], &env);
+    nodes[2].wait_ready();
+    wait_for("the restarted node to catch up", Duration::from_secs(30), || {
+        nodes[2]
+            .client()
+            .execute("SELECT COUNT(*) FROM t")
+            .is_ok_and(|r| r.rows == vec![vec![Value::Int(100)]])
+    });
+    assert!(
+        nodes[2].msglog().contains("installed a snapshot"),
+        "{}",
+        nodes[2].msglog()
+    );
+    // And it keeps following after the snapshot.
+    leader.ok("INSERT INTO t VALUES (1000)");
+    wait_for("replication after the snapshot", Duration::from_secs(10), || {
+        nodes[2]
+            .client()
+            .execute("SELECT COUNT(*) FROM t")
+            .is_ok_and(|r| r.rows == vec![vec![Value::Int(101)]])
+    });
+}

@@ -97,6 +97,15 @@ pub enum Input {
         id: RequestId,
         proposal: Proposal,
     },
+    /// The driver installed our snapshot (through `index`) on follower `to`.
+    SnapshotSent {
+        to: NodeId,
+        index: Index,
+    },
+    /// Sending a snapshot to `to` failed; it may be retried.
+    SnapshotFailed {
+        to: NodeId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +127,9 @@ pub enum Command {
     },
     /// Answer the peer request currently being stepped.
     Respond { to: NodeId, msg: Message },
+    /// Follower `to` needs entries this log no longer holds: send it a snapshot of the
+    /// applied state (then report `Input::SnapshotSent` or `Input::SnapshotFailed`).
+    SendSnapshot { to: NodeId, addr: String },
     /// Entries newly committed, in order: apply them (data to the database).
     Apply { entries: Vec<Entry> },
     /// A proposal's outcome.
@@ -132,7 +144,12 @@ struct Progress {
     next: Index,
     matched: Index,
     last_heard_ms: u64,
+    /// When a snapshot was last handed to the driver for this follower (one at a time).
+    snapshot_sent_ms: Option<u64>,
 }
+
+/// How long a snapshot transfer may take before the leader tries another.
+const SNAPSHOT_RETRY_MS: u64 = 30_000;
 
 /// A membership change the leader is driving to a decision.
 #[derive(Debug, Clone)]
@@ -154,6 +171,8 @@ pub struct Core {
     voted_for: Option<NodeId>,
     snapshot_index: Index,
     snapshot_term: Term,
+    /// Membership as of the snapshot (to compute the topology at a compaction point).
+    snapshot_topology: Topology,
     log: Vec<Entry>,
     // Volatile state.
     role: Role,
@@ -225,6 +244,7 @@ impl Core {
             commit: restored.snapshot_index,
             applied: restored.snapshot_index,
             log_topology: restored.snapshot_topology.clone(),
+            snapshot_topology: restored.snapshot_topology.clone(),
             topology: restored.snapshot_topology,
             election_deadline_ms: 0,
             last_leader_contact_ms: None,
@@ -323,6 +343,63 @@ impl Core {
             ));
         }
         Ok(change)
+    }
+
+    /// Forgets log entries through `through` (at most the applied index): they are covered
+    /// by the database state. Returns the snapshot's term and topology for the store.
+    pub fn compact(&mut self, through: Index) -> Option<(Index, Term, Topology)> {
+        // Keep an undecided PREPARE in the log: its decision is logged against it.
+        let through = match &self.topology.in_flight {
+            Some((prepare, _)) => through.min(prepare.saturating_sub(1)),
+            None => through,
+        };
+        if through <= self.snapshot_index || through > self.applied {
+            return None;
+        }
+        let term = self.term_at(through)?;
+        let mut topology = self.snapshot_topology.clone();
+        for e in self.log.iter().take_while(|e| e.index <= through) {
+            topology = membership::apply_entry(&topology, e).ok()?;
+        }
+        let drop = (through - self.snapshot_index) as usize;
+        self.log.drain(..drop);
+        self.snapshot_index = through;
+        self.snapshot_term = term;
+        self.snapshot_topology = topology.clone();
+        Some((through, term, topology))
+    }
+
+    /// Adopts a snapshot a leader installed (the driver already replaced the database and
+    /// reset the stored log): the log restarts after `index`.
+    pub fn install_snapshot(&mut self, index: Index, term: Term, topology: Topology) {
+        if index <= self.commit {
+            tracing::debug!(
+                node = self.id,
+                index,
+                "ignoring a snapshot older than the commit index"
+            );
+            return;
+        }
+        self.log.clear();
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.snapshot_topology = topology.clone();
+        self.commit = index;
+        self.applied = index;
+        self.topology = topology;
+        self.recompute_log_topology();
+        self.last_leader_contact_ms = Some(self.now_ms);
+        self.reset_election_timer();
+    }
+
+    /// Where the log starts: entries through this index are covered by a snapshot.
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot_index
+    }
+
+    /// The applied index (equal to the commit index once the driver ran `Apply`).
+    pub fn applied_index(&self) -> Index {
+        self.applied
     }
 
     /// Checks the core's invariants (used after every step in tests).
@@ -461,6 +538,26 @@ impl Core {
             Input::Tick => self.tick(&mut out),
             Input::Message { from, msg } => self.on_message(from, msg, &mut out),
             Input::Propose { id, proposal } => self.propose(id, proposal, &mut out),
+            Input::SnapshotSent { to, index } => {
+                if self.role == Role::Leader
+                    && let Some(p) = self.progress.get_mut(&to)
+                {
+                    p.snapshot_sent_ms = None;
+                    p.matched = p.matched.max(index);
+                    p.next = p.matched + 1;
+                    p.last_heard_ms = self.now_ms;
+                    self.maybe_commit(&mut out);
+                    self.drive_change(&mut out);
+                    if let Some(addr) = self.addr_of(to) {
+                        self.send_append(to, addr, &mut out);
+                    }
+                }
+            }
+            Input::SnapshotFailed { to } => {
+                if let Some(p) = self.progress.get_mut(&to) {
+                    p.snapshot_sent_ms = None;
+                }
+            }
         }
         out
     }
@@ -610,6 +707,7 @@ impl Core {
                 next,
                 matched: self.last_index(),
                 last_heard_ms: self.now_ms,
+                snapshot_sent_ms: None,
             },
         );
         self.noop_index = self.append_local(Payload::Noop, out);
@@ -650,8 +748,26 @@ impl Core {
             next: last + 1,
             matched: 0,
             last_heard_ms: now,
+            snapshot_sent_ms: None,
         });
-        let next = p.next.max(self.snapshot_index + 1);
+        if p.next <= self.snapshot_index {
+            // The entries it needs were compacted away: it needs a snapshot.
+            let due = p
+                .snapshot_sent_ms
+                .is_none_or(|t| now.saturating_sub(t) >= SNAPSHOT_RETRY_MS);
+            if due {
+                p.snapshot_sent_ms = Some(now);
+                tracing::info!(
+                    node = self.id,
+                    to,
+                    next = p.next,
+                    "follower is behind the log start: sending a snapshot"
+                );
+                out.push(Command::SendSnapshot { to, addr });
+            }
+            return;
+        }
+        let next = p.next;
         let prev_index = next - 1;
         let Some(prev_term) = self.term_at(prev_index) else {
             tracing::warn!(

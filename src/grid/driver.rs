@@ -29,6 +29,12 @@ const TICK: Duration = Duration::from_millis(10);
 const QUEUE: usize = 1024;
 /// Peer requests in flight to one peer; beyond it new ones are dropped (Raft retries).
 const MAX_IN_FLIGHT_PER_PEER: usize = 8;
+/// Log entries after which the log is compacted (the database holds their effect) and how
+/// many recent entries are kept for followers that are slightly behind. `SOLIDGRID_COMPACT_ENTRIES`
+/// overrides the first for tests (the second is a tenth of it).
+const COMPACT_ENTRIES: usize = 10_000;
+/// Bound on a snapshot transfer to a follower.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on waiting for a proposal's outcome; past it the outcome is unknown.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -115,6 +121,13 @@ enum Request {
     Snapshot {
         reply: oneshot::Sender<Result<GridSnapshot, SolidError>>,
     },
+    /// A leader sent this member a snapshot (it was too far behind).
+    Install {
+        snapshot: GridSnapshot,
+        leader_term: Term,
+        reply: oneshot::Sender<Result<(), SolidError>>,
+    },
+    Input(Input),
     Stop,
 }
 
@@ -184,6 +197,20 @@ impl GridHandle {
     /// The grid's common data as of the last applied index, consistent with the topology.
     pub async fn snapshot(&self) -> Result<GridSnapshot, SolidError> {
         self.call(|reply| Request::Snapshot { reply }).await
+    }
+
+    /// Installs a snapshot a leader sent because this member was too far behind.
+    pub async fn install_snapshot(
+        &self,
+        snapshot: GridSnapshot,
+        leader_term: Term,
+    ) -> Result<(), SolidError> {
+        self.call(|reply| Request::Install {
+            snapshot,
+            leader_term,
+            reply,
+        })
+        .await
     }
 
     /// Waits until this node is a leader that may propose changes, up to `limit`.
@@ -342,8 +369,133 @@ impl Driver {
                 let _ = reply.send(self.snapshot());
                 Ok(())
             }
+            Request::Install {
+                snapshot,
+                leader_term,
+                reply,
+            } => {
+                let result = self.install(snapshot, leader_term);
+                let fatal = matches!(&result, Err(e) if e.code == code::STORAGE);
+                let _ = reply.send(result.clone());
+                if fatal { result } else { Ok(()) }
+            }
+            Request::Input(input) => self.step(input, None),
             Request::Stop => Ok(()),
         }
+    }
+
+    /// Replaces this member's database and log with a leader's snapshot.
+    fn install(&mut self, snapshot: GridSnapshot, leader_term: Term) -> Result<(), SolidError> {
+        if leader_term < self.core.term() {
+            return Err(SolidError::grid(
+                code::NOT_LEADER,
+                format!(
+                    "snapshot from a stale leader (term {leader_term} < {})",
+                    self.core.term()
+                ),
+            ));
+        }
+        if snapshot.index <= self.core.commit_index() {
+            return Ok(());
+        }
+        let storage = |e: crate::grid::store::StoreError| {
+            SolidError::server(code::STORAGE, format!("grid log: {e}"))
+        };
+        tokio::task::block_in_place(|| -> Result<(), SolidError> {
+            self.engine
+                .restore(&snapshot.dump, snapshot.index)
+                .map_err(|e| SolidError::server(code::STORAGE, e.to_string()))?;
+            self.store
+                .reset_to_snapshot(snapshot.index, snapshot.term)
+                .map_err(storage)?;
+            self.store
+                .set_snapshot_topology(&snapshot.topology)
+                .map_err(storage)?;
+            let hs = HardState {
+                commit: snapshot.index,
+                ..self.hard_state
+            };
+            self.store.set_hard_state(hs).map_err(storage)?;
+            self.hard_state = hs;
+            Ok(())
+        })?;
+        self.core
+            .install_snapshot(snapshot.index, snapshot.term, snapshot.topology);
+        self.msglog.info(format!(
+            "grid {}: installed a snapshot from the leader through index {} (this node was too far behind)",
+            snapshot.grid, snapshot.index
+        ));
+        Ok(())
+    }
+
+    /// Compacts the log once it is long: the database already holds the effect of every
+    /// applied entry.
+    fn maybe_compact(&mut self) -> Result<(), SolidError> {
+        let threshold = std::env::var("SOLIDGRID_COMPACT_ENTRIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(COMPACT_ENTRIES)
+            .max(2);
+        if self.core.entries().len() <= threshold {
+            return Ok(());
+        }
+        let through = self
+            .core
+            .applied_index()
+            .saturating_sub((threshold / 10) as u64);
+        let Some((through, term, topology)) = self.core.compact(through) else {
+            return Ok(());
+        };
+        let storage = |e: crate::grid::store::StoreError| {
+            SolidError::server(code::STORAGE, format!("grid log: {e}"))
+        };
+        tokio::task::block_in_place(|| -> Result<(), SolidError> {
+            self.store
+                .set_snapshot_topology(&topology)
+                .map_err(storage)?;
+            self.store.compact(through, term).map_err(storage)
+        })?;
+        tracing::info!(through, "grid log compacted");
+        Ok(())
+    }
+
+    fn send_snapshot(&self, to: NodeId, addr: String) {
+        let snapshot = match self.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(to, "cannot make a snapshot: {e}");
+                return;
+            }
+        };
+        let bytes = match postcard::to_stdvec(&snapshot) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(to, "cannot encode a snapshot: {e}");
+                return;
+            }
+        };
+        let Some((client, _)) = self.peers.get(&addr) else {
+            return;
+        };
+        let req = crate::grid::peer::GridStart {
+            grid: snapshot.grid.clone(),
+            node_id: to,
+            leader_id: self.core.id(),
+            leader_term: self.core.term(),
+            snapshot: bytes,
+        };
+        let index = snapshot.index;
+        let tx = self.self_tx.clone();
+        tokio::spawn(async move {
+            let input = match client.grid_start(req, SNAPSHOT_TIMEOUT).await {
+                Ok(()) => Input::SnapshotSent { to, index },
+                Err(e) => {
+                    tracing::warn!(to, "snapshot transfer failed: {e}");
+                    Input::SnapshotFailed { to }
+                }
+            };
+            let _ = tx.send(Request::Input(input)).await;
+        });
     }
 
     fn snapshot(&self) -> Result<GridSnapshot, SolidError> {
@@ -413,7 +565,11 @@ impl Driver {
                         let _ = r.send(Ok(msg));
                     }
                 }
-                Command::Apply { entries } => self.apply(&entries)?,
+                Command::Apply { entries } => {
+                    self.apply(&entries)?;
+                    self.maybe_compact()?;
+                }
+                Command::SendSnapshot { to, addr } => self.send_snapshot(to, addr),
                 Command::Reply { id, result } => {
                     if let Some(r) = self.replies.remove(&id) {
                         let _ = r.send(result);
