@@ -3,4 +3,5 @@
 
 pub mod core;
 pub mod membership;
+pub mod sim;
 pub mod types;
