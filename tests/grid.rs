@@ -308,12 +308,16 @@ fn a_restarted_node_far_behind_catches_up_by_snapshot() {
     }
     nodes[2].spawn_with_env(&[], &env);
     nodes[2].wait_ready();
-    wait_for("the restarted node to catch up", Duration::from_secs(30), || {
-        nodes[2]
-            .client()
-            .execute("SELECT COUNT(*) FROM t")
-            .is_ok_and(|r| r.rows == vec![vec![Value::Int(100)]])
-    });
+    wait_for(
+        "the restarted node to catch up",
+        Duration::from_secs(30),
+        || {
+            nodes[2]
+                .client()
+                .execute("SELECT COUNT(*) FROM t")
+                .is_ok_and(|r| r.rows == vec![vec![Value::Int(100)]])
+        },
+    );
     assert!(
         nodes[2].msglog().contains("installed a snapshot"),
         "{}",
@@ -321,10 +325,14 @@ fn a_restarted_node_far_behind_catches_up_by_snapshot() {
     );
     // And it keeps following after the snapshot.
     leader.ok("INSERT INTO t VALUES (1000)");
-    wait_for("replication after the snapshot", Duration::from_secs(10), || {
-        nodes[2]
-            .client()
-            .execute("SELECT COUNT(*) FROM t")
-            .is_ok_and(|r| r.rows == vec![vec![Value::Int(101)]])
-    });
+    wait_for(
+        "replication after the snapshot",
+        Duration::from_secs(10),
+        || {
+            nodes[2]
+                .client()
+                .execute("SELECT COUNT(*) FROM t")
+                .is_ok_and(|r| r.rows == vec![vec![Value::Int(101)]])
+        },
+    );
 }

@@ -224,6 +224,31 @@ fn outcome_unknown() -> SolidError {
     )
 }
 
+/// The highest index a log proves committed by itself. A leader appends a PREPARE only once
+/// it has committed its term's first entry (the no-op) and the decision on every earlier
+/// change (see `propose`), and by log matching a log holding that PREPARE holds the same
+/// entries before it; so those entries are committed.
+fn commit_proven_by_log(log: &[Entry]) -> Index {
+    let Some(p) = log
+        .iter()
+        .rposition(|e| matches!(e.payload, Payload::Prepare(_)))
+    else {
+        return 0;
+    };
+    let term = log[p].term;
+    let noop = log[..p]
+        .iter()
+        .find(|e| e.term == term)
+        .filter(|e| e.payload == Payload::Noop)
+        .map_or(0, |e| e.index);
+    let decided = log[..p]
+        .iter()
+        .rev()
+        .find(|e| matches!(e.payload, Payload::Decide { .. }))
+        .map_or(0, |e| e.index);
+    noop.max(decided)
+}
+
 impl Core {
     pub fn new(id: NodeId, cfg: CoreConfig, restored: Restored, seed: u64, now_ms: u64) -> Core {
         let last = restored
@@ -257,7 +282,13 @@ impl Core {
             change: None,
             now_ms,
         };
-        core.commit = restored.commit.clamp(core.snapshot_index, last);
+        // The stored commit is only a hint and may predate the stored log (a leader stores
+        // it only with its term; a crash can fall between `AppendLog` and the
+        // `PersistHardState` after it). Applying a topology two changes behind the log
+        // would let this node count votes and acknowledgements by a membership whose
+        // majorities do not intersect the current one's, so take what the log proves.
+        let proven = commit_proven_by_log(&core.log);
+        core.commit = restored.commit.max(proven).clamp(core.snapshot_index, last);
         core.recompute_log_topology();
         core.reset_election_timer();
         core
@@ -910,7 +941,11 @@ impl Core {
         pre_vote: bool,
         out: &mut Vec<Command>,
     ) {
-        if !pre_vote && term > self.term {
+        // A higher term ends the campaign, also when it comes with a refused pre-vote: a
+        // pre-vote is granted only to a term above the voter's, so a voter that has moved on
+        // would refuse every pre-vote of ours while its own log may be too old to win ours.
+        // (A granted pre-vote never carries a term above ours.)
+        if term > self.term {
             self.become_follower(term, None, out);
             return;
         }
@@ -1049,6 +1084,18 @@ impl Core {
             }
         } else {
             p.next = (match_index + 1).min(p.next.saturating_sub(1)).max(1);
+            if p.next <= self.snapshot_index {
+                // It needs entries this node holds only as a snapshot: an immediate resend
+                // would be refused again, in a loop. The heartbeat retries.
+                tracing::warn!(
+                    node = self.id,
+                    to = from,
+                    follower_last = match_index,
+                    log_start = self.snapshot_index + 1,
+                    "follower is behind the log start: it needs the grid's data again"
+                );
+                return;
+            }
             if let Some(addr) = self.addr_of(from) {
                 self.send_append(from, addr, out);
             }
@@ -1146,6 +1193,18 @@ impl Core {
                 .any(|e| matches!(e.payload, Payload::Decide { .. }))
             {
                 self.maybe_commit(out);
+            }
+            // A leader may settle a change that takes itself out of the voters (it adopted
+            // an undecided PREPARE that marks it failed, offline or dropped): a non-voter
+            // cannot lead, so it steps down and the voters elect one of their own.
+            if self.role == Role::Leader && !self.is_voter(self.id) {
+                tracing::warn!(
+                    node = self.id,
+                    term = self.term,
+                    state = %self.topology.stable_state(self.id),
+                    "the leader is no longer a voter: stepping down"
+                );
+                self.become_follower(self.term, None, out);
             }
         }
     }

@@ -123,7 +123,7 @@ enum Request {
     },
     /// A leader sent this member a snapshot (it was too far behind).
     Install {
-        snapshot: GridSnapshot,
+        snapshot: Box<GridSnapshot>,
         leader_term: Term,
         reply: oneshot::Sender<Result<(), SolidError>>,
     },
@@ -206,7 +206,7 @@ impl GridHandle {
         leader_term: Term,
     ) -> Result<(), SolidError> {
         self.call(|reply| Request::Install {
-            snapshot,
+            snapshot: Box::new(snapshot),
             leader_term,
             reply,
         })
@@ -374,7 +374,7 @@ impl Driver {
                 leader_term,
                 reply,
             } => {
-                let result = self.install(snapshot, leader_term);
+                let result = self.install(*snapshot, leader_term);
                 let fatal = matches!(&result, Err(e) if e.code == code::STORAGE);
                 let _ = reply.send(result.clone());
                 if fatal { result } else { Ok(()) }

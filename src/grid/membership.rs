@@ -149,6 +149,7 @@ pub fn apply_prepare(
         member = existing.clone();
     }
     member.state = t.via;
+    next.next_id = next.next_node_id().max(member.id + 1);
     next.members.insert(member.id, member);
     next.in_flight = Some((index, change.clone()));
     check_invariants(&next)?;
@@ -364,8 +365,15 @@ mod tests {
             aborted,
             Topology {
                 config_index: 11,
+                next_id: 5,
                 ..t.clone()
-            }
+            },
+            "a rollback restores the membership but keeps id 4 used"
+        );
+        assert_eq!(
+            aborted.next_node_id(),
+            5,
+            "a rolled-back add's id is never reused"
         );
         assert!(apply_decision(&p, 11, 9, true).is_err());
     }

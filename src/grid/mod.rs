@@ -5,5 +5,6 @@ pub mod core;
 pub mod driver;
 pub mod membership;
 pub mod peer;
+pub mod sim;
 pub mod store;
 pub mod types;

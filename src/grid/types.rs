@@ -146,6 +146,10 @@ pub struct Topology {
     pub config_index: Index,
     /// The change whose PREPARE is applied but whose decision is not: at most one.
     pub in_flight: Option<(Index, Change)>,
+    /// Lowest node id never handed out: ids of rolled-back adds and dropped nodes are
+    /// never reused, so a node with a stale view never mistakes one node for another.
+    #[serde(default)]
+    pub next_id: NodeId,
 }
 
 impl Topology {
@@ -183,7 +187,8 @@ impl Topology {
 
     /// The next node id to assign.
     pub fn next_node_id(&self) -> NodeId {
-        self.members.keys().next_back().map_or(1, |id| id + 1)
+        let after_members = self.members.keys().next_back().map_or(1, |id| id + 1);
+        after_members.max(self.next_id)
     }
 }
 
