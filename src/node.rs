@@ -140,6 +140,7 @@ impl NodeRuntime {
             heartbeat_interval_ms: (g.raft_heartbeat_timeout_ms / 2).max(1),
             pre_vote: g.raft_pre_vote,
             change_timeout_ms: (g.raft_election_timeout_ms * 5).max(3000),
+            node_failure_timeout_ms: g.node_failure_timeout_ms,
         }
     }
 
@@ -451,9 +452,7 @@ impl NodeRuntime {
                 let addr = format!("{}:{}", connect.host, connect.port);
                 self.add_node(&grid, &node, &addr).await
             }
-            GridAction::DropNode { node, recycle: _ } => {
-                self.change(&grid, ChangeKind::Drop, &node).await
-            }
+            GridAction::DropNode { node, recycle } => self.drop_node(&grid, &node, recycle).await,
             GridAction::SetNode { node, online } => {
                 let kind = if online {
                     ChangeKind::Online
@@ -463,6 +462,124 @@ impl NodeRuntime {
                 self.change(&grid, kind, &node).await
             }
         }
+    }
+
+    /// DROP NODE: the same transaction as every change; once it committed, the dropped
+    /// node (if alive) is told it is out — it may have missed the decision, since the leader
+    /// stops replicating to it — and, with RECYCLE, to become an empty grid node.
+    async fn drop_node(&self, grid: &GridHandle, node: &str, recycle: bool) -> SolidResult<Output> {
+        let change = grid
+            .check_change(ChangeRequest {
+                kind: ChangeKind::Drop,
+                name: node.to_string(),
+                addr: None,
+            })
+            .await?;
+        let output = self.run_change(grid, change.clone()).await?;
+        let view = grid.view();
+        let told = match PeerClient::new(&change.node.addr, &self.secret()) {
+            Ok(client) => client
+                .dropped(
+                    view.node_id,
+                    &view.topology.grid,
+                    change.node.id,
+                    recycle,
+                    PROBE_TIMEOUT,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = told {
+            self.msglog.warning(format!(
+                "node {} was dropped from grid {} but could not be told ({e}); it learns it when it is next reached",
+                change.node.name, view.topology.grid
+            ));
+        }
+        Ok(output)
+    }
+
+    /// `ADMIN COMMAND 'grid shutdown'` on the leader: stop every member in order — failure
+    /// detection paused so nobody is marked failed, the followers first, the leader last —
+    /// so that starting all nodes again gives back the same grid.
+    pub async fn grid_shutdown(self: &Arc<Self>) -> SolidResult<Output> {
+        let grid = self.grid().ok_or_else(|| {
+            SolidError::grid(
+                code::UNKNOWN_NODE,
+                format!("node {} is not a member of any grid", self.name),
+            )
+        })?;
+        let view = grid.view();
+        if !view.is_leader() {
+            return Err(view.not_leader_error());
+        }
+        let _op = self.membership_op.lock().await;
+        grid.set_failure_detection(false).await;
+        self.msglog.info(format!(
+            "grid {}: orderly shutdown of the whole grid requested",
+            view.topology.grid
+        ));
+        let mut rows = Vec::new();
+        for m in view
+            .topology
+            .members
+            .values()
+            .filter(|m| m.id != view.node_id)
+        {
+            let result = match PeerClient::new(&m.addr, &self.secret()) {
+                Ok(client) => client
+                    .shutdown(view.node_id, &view.topology.grid, m.id, PROBE_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let status = match result {
+                Ok(()) => "stopping".to_string(),
+                Err(e) => format!("not reached: {e}"),
+            };
+            rows.push(vec![Value::Text(m.name.clone()), Value::Text(status)]);
+        }
+        rows.push(vec![
+            Value::Text(self.name.clone()),
+            Value::Text("stopping (leader, last)".into()),
+        ]);
+        // Reply first, then stop this node.
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            me.msglog.info("grid shutdown: the leader stops");
+            me.fatal.notify_one();
+        });
+        Ok(Output::Rows {
+            columns: vec![
+                ("NODE".into(), "VARCHAR".into()),
+                ("SHUTDOWN".into(), "VARCHAR".into()),
+            ],
+            rows,
+        })
+    }
+
+    /// Leaves the grid after a DROP NODE of this node: the driver stops and the grid log is
+    /// cleared; with `recycle` the database goes too and the node is an empty grid node.
+    async fn leave_grid(&self, recycle: bool) {
+        if recycle {
+            self.become_empty().await;
+            return;
+        }
+        let grid = self.state.write().grid.take();
+        if let Some(g) = grid {
+            g.stop().await;
+        }
+        if let Some(engine) = self.engine() {
+            let result = RedbGridStore::open(engine.db()).and_then(|mut s| s.clear());
+            if let Err(e) = result {
+                self.msglog
+                    .error(format!("cannot clear the grid log after the drop: {e}"));
+                return;
+            }
+        }
+        self.msglog
+            .info("dropped from the grid: this node is a standalone server with its data");
     }
 
     async fn change(&self, grid: &GridHandle, kind: ChangeKind, node: &str) -> SolidResult<Output> {
@@ -809,6 +926,51 @@ impl PeerHandler for NodeRuntimeHandle {
     async fn grid_start(&self, req: GridStart) -> Result<(), SolidError> {
         let _op = self.0.membership_op.lock().await;
         self.0.join(req).await
+    }
+
+    async fn dropped(
+        &self,
+        grid: String,
+        node_id: NodeId,
+        recycle: bool,
+    ) -> Result<(), SolidError> {
+        let view = self.0.grid().map(|g| g.view()).unwrap_or_default();
+        if view.node_id != node_id || !view.topology.grid.eq_ignore_ascii_case(&grid) {
+            return Err(SolidError::grid(
+                code::UNKNOWN_NODE,
+                format!("this node is not node {node_id} of grid {grid}"),
+            ));
+        }
+        self.0.msglog.warning(format!(
+            "grid {grid}: this node was dropped from the grid{}",
+            if recycle {
+                " (RECYCLE: deleting its database)"
+            } else {
+                ""
+            }
+        ));
+        let runtime = Arc::clone(&self.0);
+        // Answer first; the node leaves right after.
+        tokio::spawn(async move { runtime.leave_grid(recycle).await });
+        Ok(())
+    }
+
+    async fn shutdown(&self, grid: String, node_id: NodeId) -> Result<(), SolidError> {
+        let view = self.0.grid().map(|g| g.view()).unwrap_or_default();
+        if view.node_id != node_id || !view.topology.grid.eq_ignore_ascii_case(&grid) {
+            return Err(SolidError::grid(
+                code::UNKNOWN_NODE,
+                format!("this node is not node {node_id} of grid {grid}"),
+            ));
+        }
+        self.0.msglog.info(format!(
+            "grid {grid}: the leader shuts the grid down; stopping"
+        ));
+        if let Some(g) = self.0.grid() {
+            g.set_failure_detection(false).await;
+        }
+        self.0.fatal.notify_one();
+        Ok(())
     }
 
     async fn abandon(&self, grid: String, node_id: NodeId) -> Result<(), SolidError> {

@@ -526,10 +526,11 @@ impl ServiceState {
                     .collect(),
             )),
             ["grid", "nodeinfo"] => self.node.nodeinfo(),
+            ["grid", "shutdown"] => self.node.grid_shutdown().await,
             _ => Err(SolidError::server(
                 code::UNKNOWN_ADMIN_COMMAND,
                 format!(
-                    "unknown ADMIN COMMAND '{text}' (known: makecp, status, version, parameter grid, grid nodeinfo)"
+                    "unknown ADMIN COMMAND '{text}' (known: makecp, status, version, parameter grid, grid nodeinfo, grid shutdown)"
                 ),
             )),
         }

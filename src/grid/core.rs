@@ -26,7 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{SolidError, code};
 use crate::grid::membership::{self, ChangeRequest};
-use crate::grid::types::{Change, Entry, Index, Member, Message, NodeId, Payload, Term, Topology};
+use crate::grid::types::{
+    Change, ChangeKind, Entry, Index, Member, MemberState, Message, NodeId, Payload, Term, Topology,
+};
 
 /// Most entries sent in one append message (bounds message size and apply batches).
 pub const MAX_ENTRIES_PER_APPEND: usize = 256;
@@ -41,6 +43,9 @@ pub struct CoreConfig {
     pub pre_vote: bool,
     /// Bound for a membership change to reach its quorum before it is rolled back.
     pub change_timeout_ms: u64,
+    /// Silence after which the leader marks an online member failed (design §5.4);
+    /// 0 turns failure detection off.
+    pub node_failure_timeout_ms: u64,
 }
 
 /// The durable state a core starts from (see `grid::store`).
@@ -144,6 +149,8 @@ struct Progress {
     next: Index,
     matched: Index,
     last_heard_ms: u64,
+    /// When this follower last answered (None: not since this node became leader).
+    last_reply_ms: Option<u64>,
     /// When a snapshot was last handed to the driver for this follower (one at a time).
     snapshot_sent_ms: Option<u64>,
 }
@@ -194,6 +201,11 @@ pub struct Core {
     noop_index: Index,
     pending: BTreeMap<Index, RequestId>,
     change: Option<ChangeTracking>,
+    /// Failure detection may be paused (an orderly grid shutdown marks nobody failed).
+    failure_detection: bool,
+    /// Per node: no automatic change is proposed for it before this time (back-off after
+    /// one was tried, so a rolled-back one is retried later, not in a loop).
+    detection_backoff_ms: BTreeMap<NodeId, u64>,
     now_ms: u64,
 }
 
@@ -280,6 +292,8 @@ impl Core {
             noop_index: 0,
             pending: BTreeMap::new(),
             change: None,
+            failure_detection: true,
+            detection_backoff_ms: BTreeMap::new(),
             now_ms,
         };
         // The stored commit is only a hint and may predate the stored log (a leader stores
@@ -609,6 +623,7 @@ impl Core {
                     self.broadcast_append(out);
                 }
                 self.drive_change(out);
+                self.detect_failures(out);
             }
             _ => {
                 if self.now_ms >= self.election_deadline_ms {
@@ -738,6 +753,7 @@ impl Core {
                 next,
                 matched: self.last_index(),
                 last_heard_ms: self.now_ms,
+                last_reply_ms: Some(self.now_ms),
                 snapshot_sent_ms: None,
             },
         );
@@ -779,6 +795,7 @@ impl Core {
             next: last + 1,
             matched: 0,
             last_heard_ms: now,
+            last_reply_ms: None,
             snapshot_sent_ms: None,
         });
         if p.next <= self.snapshot_index {
@@ -1071,6 +1088,7 @@ impl Core {
             return;
         };
         p.last_heard_ms = now;
+        p.last_reply_ms = Some(now);
         if success {
             if match_index > p.matched {
                 p.matched = match_index.min(last);
@@ -1242,26 +1260,98 @@ impl Core {
                     out.push(Command::Reply { id, result: Err(e) });
                     return;
                 }
-                let index = self.append_local(Payload::Prepare(change.clone()), out);
-                tracing::info!(
-                    node = self.id,
-                    index,
-                    kind = change.kind.as_str(),
-                    target = change.node.id,
-                    "PREPARE appended"
-                );
-                self.change = Some(ChangeTracking {
-                    prepare: index,
-                    change,
-                    deadline_ms: self.now_ms + self.cfg.change_timeout_ms,
-                    request: Some(id),
-                    decided: None,
-                });
-                self.maybe_commit(out);
-                self.broadcast_append(out);
-                self.drive_change(out);
+                self.start_change(change, Some(id), out);
             }
         }
+    }
+
+    /// Appends the PREPARE of `change` and starts driving it to a decision.
+    fn start_change(&mut self, change: Change, request: Option<RequestId>, out: &mut Vec<Command>) {
+        let index = self.append_local(Payload::Prepare(change.clone()), out);
+        tracing::info!(
+            node = self.id,
+            index,
+            kind = change.kind.as_str(),
+            target = change.node.id,
+            "PREPARE appended"
+        );
+        self.change = Some(ChangeTracking {
+            prepare: index,
+            change,
+            deadline_ms: self.now_ms + self.cfg.change_timeout_ms,
+            request,
+            decided: None,
+        });
+        self.maybe_commit(out);
+        self.broadcast_append(out);
+        self.drive_change(out);
+    }
+
+    /// Pauses or resumes failure detection (an orderly grid shutdown marks nobody failed).
+    pub fn set_failure_detection(&mut self, on: bool) {
+        self.failure_detection = on;
+    }
+
+    /// Failure detection on the leader (design §5.4): an online member silent past the
+    /// failure timeout is marked failed (`MEMBER_DISCONNECTING → MEMBER_FAILED`); a failed
+    /// member that answers again is brought back (`MEMBER_RECONNECTING → MEMBER_ONLINE`).
+    /// Both are ordinary membership changes; a rolled-back one is retried after a back-off.
+    fn detect_failures(&mut self, out: &mut Vec<Command>) {
+        let timeout = self.cfg.node_failure_timeout_ms;
+        if timeout == 0
+            || !self.failure_detection
+            || !self.is_ready_leader()
+            || self.change.is_some()
+            || self.log_topology.in_flight.is_some()
+        {
+            return;
+        }
+        let now = self.now_ms;
+        let answered_lately = 3 * self.cfg.heartbeat_interval_ms.max(1);
+        let mut pick = None;
+        for m in self.log_topology.members.values() {
+            if m.id == self.id
+                || self
+                    .detection_backoff_ms
+                    .get(&m.id)
+                    .is_some_and(|&until| now < until)
+            {
+                continue;
+            }
+            let reply = self.progress.get(&m.id).and_then(|p| p.last_reply_ms);
+            let silent_for = now.saturating_sub(reply.unwrap_or(self.became_leader_ms));
+            match m.state {
+                MemberState::Online if silent_for > timeout => {
+                    pick = Some((ChangeKind::Fail, m.clone()));
+                    break;
+                }
+                MemberState::Failed if reply.is_some() && silent_for <= answered_lately => {
+                    pick = Some((ChangeKind::Online, m.clone()));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some((kind, node)) = pick else {
+            return;
+        };
+        self.detection_backoff_ms
+            .insert(node.id, now + self.cfg.change_timeout_ms + timeout);
+        let change = Change {
+            kind,
+            from: node.state,
+            node,
+        };
+        if membership::transition(change.kind, change.from).is_none() {
+            return;
+        }
+        tracing::warn!(
+            node = self.id,
+            target = change.node.id,
+            kind = change.kind.as_str(),
+            "failure detection proposes a membership change"
+        );
+        self.start_change(change, None, out);
     }
 
     /// Moves the membership change on: adopt an undecided PREPARE found in the committed

@@ -128,6 +128,7 @@ enum Request {
         reply: oneshot::Sender<Result<(), SolidError>>,
     },
     Input(Input),
+    FailureDetection(bool),
     Stop,
 }
 
@@ -226,6 +227,11 @@ impl GridHandle {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Pauses or resumes failure detection on this node (when it leads).
+    pub async fn set_failure_detection(&self, on: bool) {
+        let _ = self.tx.send(Request::FailureDetection(on)).await;
     }
 
     /// Stops the driver task (node shutdown).
@@ -380,6 +386,10 @@ impl Driver {
                 if fatal { result } else { Ok(()) }
             }
             Request::Input(input) => self.step(input, None),
+            Request::FailureDetection(on) => {
+                self.core.set_failure_detection(on);
+                Ok(())
+            }
             Request::Stop => Ok(()),
         }
     }

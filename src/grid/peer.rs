@@ -838,6 +838,30 @@ pub trait PeerHandler: Send + Sync + 'static {
     /// Drops the provisional common data of a rolled-back add of this node as `node_id` to
     /// `grid`, leaving the node empty again.
     async fn abandon(&self, grid: String, node_id: NodeId) -> Result<(), SolidError>;
+
+    /// A DROP NODE of this member (`node_id` in `grid`) committed: stop acting as a member;
+    /// with `recycle`, also delete the database and become an empty grid node.
+    /// The leader runs `ADMIN COMMAND 'grid shutdown'`: stop this member cleanly.
+    async fn shutdown(&self, grid: String, node_id: NodeId) -> Result<(), SolidError> {
+        let _ = (grid, node_id);
+        Err(SolidError::grid(
+            code::UNKNOWN_NODE,
+            "this node does not handle grid shutdown",
+        ))
+    }
+
+    async fn dropped(
+        &self,
+        grid: String,
+        node_id: NodeId,
+        recycle: bool,
+    ) -> Result<(), SolidError> {
+        let _ = (grid, node_id, recycle);
+        Err(SolidError::grid(
+            code::UNKNOWN_NODE,
+            "this node does not handle member drops",
+        ))
+    }
 }
 
 /// The `SolidPeer` gRPC service over a [`PeerHandler`]; see [`peer_service`].
@@ -966,7 +990,14 @@ impl SolidPeer for PeerService {
             req.from,
             req.grid
         );
-        let outcome = match outcome("Abandon", self.handler.abandon(req.grid, node_id).await) {
+        let handled = if req.grid_shutdown {
+            self.handler.shutdown(req.grid, node_id).await
+        } else if req.member_dropped {
+            self.handler.dropped(req.grid, node_id, req.recycle).await
+        } else {
+            self.handler.abandon(req.grid, node_id).await
+        };
+        let outcome = match outcome("Abandon", handled) {
             Ok(a) => pb::abandon_reply::Outcome::Accepted(a),
             Err(f) => pb::abandon_reply::Outcome::Refused(f),
         };
@@ -1091,6 +1122,63 @@ impl PeerClient {
             grid: grid.to_owned(),
             node_id,
             from,
+            member_dropped: false,
+            recycle: false,
+            grid_shutdown: false,
+        };
+        let req = self.request(req, timeout);
+        let mut rpc = self.rpc.clone();
+        let reply = self.call("Abandon", timeout, rpc.abandon(req)).await?;
+        match reply.outcome {
+            Some(pb::abandon_reply::Outcome::Accepted(pb::Accepted {})) => Ok(()),
+            Some(pb::abandon_reply::Outcome::Refused(f)) => Err(PeerError::Refused(f.try_into()?)),
+            None => Err(malformed("abandon reply without an outcome")),
+        }
+    }
+
+    /// Tells a member whose DROP NODE committed that it is out of `grid` (it may have
+    /// missed the decision); with `recycle` it deletes its database and becomes empty.
+    pub async fn dropped(
+        &self,
+        from: NodeId,
+        grid: &str,
+        node_id: NodeId,
+        recycle: bool,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        let req = pb::AbandonRequest {
+            grid: grid.to_owned(),
+            node_id,
+            from,
+            member_dropped: true,
+            recycle,
+            grid_shutdown: false,
+        };
+        let req = self.request(req, timeout);
+        let mut rpc = self.rpc.clone();
+        let reply = self.call("Abandon", timeout, rpc.abandon(req)).await?;
+        match reply.outcome {
+            Some(pb::abandon_reply::Outcome::Accepted(pb::Accepted {})) => Ok(()),
+            Some(pb::abandon_reply::Outcome::Refused(f)) => Err(PeerError::Refused(f.try_into()?)),
+            None => Err(malformed("abandon reply without an outcome")),
+        }
+    }
+
+    /// Asks member `node_id` of `grid` to stop cleanly (`ADMIN COMMAND 'grid shutdown'`).
+    pub async fn shutdown(
+        &self,
+        from: NodeId,
+        grid: &str,
+        node_id: NodeId,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        let req = pb::AbandonRequest {
+            grid: grid.to_owned(),
+            node_id,
+            from,
+            member_dropped: false,
+            recycle: false,
+            grid_shutdown: true,
         };
         let req = self.request(req, timeout);
         let mut rpc = self.rpc.clone();

@@ -144,6 +144,7 @@ impl Default for SimConfig {
                 heartbeat_interval_ms: 20,
                 pre_vote: true,
                 change_timeout_ms: 800,
+                node_failure_timeout_ms: 0,
             },
             tick_ms: 5,
             min_delay_ms: 1,
