@@ -15,6 +15,7 @@ use solidgrid::client::{Client, ConnectString};
 
 const ADDS: usize = 60;
 const FAILOVERS: usize = 10;
+const FAILURE_ROUNDS: usize = 5;
 const SECRET: &str = "bench-grid-secret";
 
 struct Proc {
@@ -131,6 +132,19 @@ async fn leader_of(ports: &[u16]) -> Option<u16> {
     None
 }
 
+async fn wait_state(leader: &mut Client, query: &str, state: &str) {
+    loop {
+        if let Ok(r) = leader.execute(query).await
+            && r.rows
+                .first()
+                .is_some_and(|row| row[0].to_string() == state)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("grid: bench");
@@ -240,6 +254,44 @@ fn main() {
         report(
             "leader failover after kill -9 (RaftElectionTimeout 300 ms)",
             failovers,
+        );
+
+        // Failure detection: kill -9 a follower, time until the leader has committed
+        // MEMBER_FAILED; restart it, time until MEMBER_ONLINE (no statement typed).
+        let mut to_failed = Vec::new();
+        let mut to_online = Vec::new();
+        for _ in 0..FAILURE_ROUNDS {
+            let ports: Vec<u16> = all.iter().map(|p| p.port).collect();
+            let leader_port = loop {
+                if let Some(p) = leader_of(&ports).await {
+                    break p;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let victim_port = *ports.iter().find(|&&p| p != leader_port).unwrap();
+            let mut leader = client(leader_port).await;
+            let state_query =
+                format!("SELECT STATE FROM SYS_GRID_NODES WHERE NAME = 'n{victim_port}'");
+            let victim = all.iter_mut().find(|p| p.port == victim_port).unwrap();
+            let mut child = victim.child.take().unwrap();
+            child.kill().unwrap();
+            let t = Instant::now();
+            child.wait().unwrap();
+            wait_state(&mut leader, &state_query, "MEMBER_FAILED").await;
+            to_failed.push(t.elapsed());
+            let victim = all.iter_mut().find(|p| p.port == victim_port).unwrap();
+            let t = Instant::now();
+            start(victim, &[]);
+            wait_state(&mut leader, &state_query, "MEMBER_ONLINE").await;
+            to_online.push(t.elapsed());
+        }
+        report(
+            "kill -9 of a follower -> MEMBER_FAILED committed (NodeFailureTimeout 3000 ms)",
+            to_failed,
+        );
+        report(
+            "restart of the failed follower -> MEMBER_ONLINE committed",
+            to_online,
         );
     });
 }

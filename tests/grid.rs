@@ -321,10 +321,11 @@ fn a_restarted_node_far_behind_catches_up_by_snapshot() {
                 .is_ok_and(|r| r.rows == vec![vec![Value::Int(100)]])
         },
     );
-    assert!(
-        nodes[2].msglog().contains("installed a snapshot"),
-        "{}",
-        nodes[2].msglog()
+    // The data lands just before the message-log line: wait for the line too.
+    wait_for(
+        "the snapshot install in solmsg.out",
+        Duration::from_secs(10),
+        || nodes[2].msglog().contains("installed a snapshot"),
     );
     // And it keeps following after the snapshot.
     leader.ok("INSERT INTO t VALUES (1000)");
