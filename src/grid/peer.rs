@@ -1126,14 +1126,7 @@ impl PeerClient {
             recycle: false,
             grid_shutdown: false,
         };
-        let req = self.request(req, timeout);
-        let mut rpc = self.rpc.clone();
-        let reply = self.call("Abandon", timeout, rpc.abandon(req)).await?;
-        match reply.outcome {
-            Some(pb::abandon_reply::Outcome::Accepted(pb::Accepted {})) => Ok(()),
-            Some(pb::abandon_reply::Outcome::Refused(f)) => Err(PeerError::Refused(f.try_into()?)),
-            None => Err(malformed("abandon reply without an outcome")),
-        }
+        self.send_abandon(req, timeout).await
     }
 
     /// Tells a member whose DROP NODE committed that it is out of `grid` (it may have
@@ -1154,14 +1147,7 @@ impl PeerClient {
             recycle,
             grid_shutdown: false,
         };
-        let req = self.request(req, timeout);
-        let mut rpc = self.rpc.clone();
-        let reply = self.call("Abandon", timeout, rpc.abandon(req)).await?;
-        match reply.outcome {
-            Some(pb::abandon_reply::Outcome::Accepted(pb::Accepted {})) => Ok(()),
-            Some(pb::abandon_reply::Outcome::Refused(f)) => Err(PeerError::Refused(f.try_into()?)),
-            None => Err(malformed("abandon reply without an outcome")),
-        }
+        self.send_abandon(req, timeout).await
     }
 
     /// Asks member `node_id` of `grid` to stop cleanly (`ADMIN COMMAND 'grid shutdown'`).
@@ -1180,6 +1166,15 @@ impl PeerClient {
             recycle: false,
             grid_shutdown: true,
         };
+        self.send_abandon(req, timeout).await
+    }
+
+    /// Sends one `Abandon` request (a rolled-back add, a committed drop, or a grid shutdown).
+    async fn send_abandon(
+        &self,
+        req: pb::AbandonRequest,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
         let req = self.request(req, timeout);
         let mut rpc = self.rpc.clone();
         let reply = self.call("Abandon", timeout, rpc.abandon(req)).await?;
