@@ -341,3 +341,36 @@ fn refused_transitions_have_their_codes() {
     );
     assert_eq!(code_of(add.join().unwrap()), code::ROLLED_BACK);
 }
+
+#[test]
+fn drop_grid_returns_a_one_node_grid_to_a_standalone_server() {
+    let mut nodes = grid_of(2);
+    let mut c = nodes[0].client();
+    assert_eq!(
+        code_of(c.execute("DROP GRID g")),
+        code::TRANSITION_NOT_ALLOWED
+    );
+    c.ok(&format!("ALTER GRID g DROP NODE {}", nodes[1].name()));
+    c.ok("CREATE TABLE kept (id INTEGER)");
+    c.ok("DROP GRID g");
+    assert_eq!(
+        c.ok("SELECT COUNT(*) FROM SYS_GRID_NODES").rows,
+        vec![vec![Value::Int(0)]]
+    );
+    c.ok("INSERT INTO kept VALUES (1)");
+    drop(c);
+    // Still standalone after a restart, with its data.
+    nodes[0].stop();
+    nodes[0].start(&[]);
+    let mut c = nodes[0].client();
+    assert_eq!(
+        c.ok("SELECT COUNT(*) FROM kept").rows,
+        vec![vec![Value::Int(1)]]
+    );
+    assert_eq!(
+        c.ok("SELECT COUNT(*) FROM SYS_GRID_NODES").rows,
+        vec![vec![Value::Int(0)]]
+    );
+    // And it can found a grid again.
+    c.ok("CREATE GRID again");
+}
