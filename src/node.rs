@@ -934,13 +934,7 @@ impl PeerHandler for NodeRuntimeHandle {
         node_id: NodeId,
         recycle: bool,
     ) -> Result<(), SolidError> {
-        let view = self.0.grid().map(|g| g.view()).unwrap_or_default();
-        if view.node_id != node_id || !view.topology.grid.eq_ignore_ascii_case(&grid) {
-            return Err(SolidError::grid(
-                code::UNKNOWN_NODE,
-                format!("this node is not node {node_id} of grid {grid}"),
-            ));
-        }
+        self.0.check_identity(&grid, node_id)?;
         self.0.msglog.warning(format!(
             "grid {grid}: this node was dropped from the grid{}",
             if recycle {
@@ -956,13 +950,7 @@ impl PeerHandler for NodeRuntimeHandle {
     }
 
     async fn shutdown(&self, grid: String, node_id: NodeId) -> Result<(), SolidError> {
-        let view = self.0.grid().map(|g| g.view()).unwrap_or_default();
-        if view.node_id != node_id || !view.topology.grid.eq_ignore_ascii_case(&grid) {
-            return Err(SolidError::grid(
-                code::UNKNOWN_NODE,
-                format!("this node is not node {node_id} of grid {grid}"),
-            ));
-        }
+        self.0.check_identity(&grid, node_id)?;
         self.0.msglog.info(format!(
             "grid {grid}: the leader shuts the grid down; stopping"
         ));
@@ -983,6 +971,20 @@ impl PeerHandler for NodeRuntimeHandle {
                 "grid {grid}: the add of this node was rolled back by the leader"
             ));
             self.0.become_empty().await;
+        }
+        Ok(())
+    }
+}
+
+impl NodeRuntime {
+    /// Refuses a leader's request meant for another node or grid.
+    fn check_identity(&self, grid: &str, node_id: NodeId) -> SolidResult<()> {
+        let view = self.grid().map(|g| g.view()).unwrap_or_default();
+        if view.node_id != node_id || !view.topology.grid.eq_ignore_ascii_case(grid) {
+            return Err(SolidError::grid(
+                code::UNKNOWN_NODE,
+                format!("this node is not node {node_id} of grid {grid}"),
+            ));
         }
         Ok(())
     }

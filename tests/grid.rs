@@ -244,22 +244,8 @@ fn restarting_the_whole_grid_gives_back_the_same_membership() {
     for n in nodes.iter_mut() {
         n.kill9();
     }
-    for n in nodes.iter_mut() {
-        n.spawn(&[]);
-    }
-    for n in nodes.iter_mut() {
-        n.wait_ready();
-    }
-    let mut leader = None;
-    wait_for(
-        "a leader after the restart",
-        Duration::from_secs(30),
-        || {
-            leader = nodes.iter().position(|n| n.leader_name() == Some(n.name()));
-            leader.is_some()
-        },
-    );
-    let l = &nodes[leader.unwrap()];
+    let leader = common::restart_all(&mut nodes);
+    let l = &nodes[leader];
     // Nodes start at different moments; failure detection may briefly mark a late one.
     wait_for("the same membership", Duration::from_secs(30), || {
         names_states(l) == before

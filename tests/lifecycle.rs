@@ -246,22 +246,8 @@ fn grid_shutdown_stops_every_node_and_a_restart_gives_the_grid_back() {
         assert!(status.success(), "{}: {status}\n{}", n.name(), n.stderr());
         assert!(!n.msglog().contains("MARK NODE FAILED"), "{}", n.msglog());
     }
-    for n in nodes.iter_mut() {
-        n.spawn(&[]);
-    }
-    for n in nodes.iter_mut() {
-        n.wait_ready();
-    }
-    let mut leader = None;
-    wait_for(
-        "a leader after the restart",
-        Duration::from_secs(30),
-        || {
-            leader = nodes.iter().position(|n| n.leader_name() == Some(n.name()));
-            leader.is_some()
-        },
-    );
-    let l = &nodes[leader.unwrap()];
+    let leader = common::restart_all(&mut nodes);
+    let l = &nodes[leader];
     wait_for("the same membership", Duration::from_secs(20), || {
         l.members()
             .into_iter()

@@ -372,3 +372,24 @@ impl Node {
         self.child = Some(child);
     }
 }
+
+/// Starts every (stopped) node of a grid again and returns the index of the leader they
+/// elect.
+pub fn restart_all(nodes: &mut [Node]) -> usize {
+    for n in nodes.iter_mut() {
+        n.spawn(&[]);
+    }
+    for n in nodes.iter_mut() {
+        n.wait_ready();
+    }
+    let mut leader = None;
+    wait_for(
+        "a leader after the restart",
+        Duration::from_secs(30),
+        || {
+            leader = nodes.iter().position(|n| n.leader_name() == Some(n.name()));
+            leader.is_some()
+        },
+    );
+    leader.expect("checked by wait_for")
+}
