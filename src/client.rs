@@ -22,6 +22,7 @@ use crate::error::{ErrorClass, SolidError};
 use crate::pb;
 use crate::pb::solid_client_client::SolidClientClient;
 use crate::sql::value::Value;
+pub use crate::tls::ClientTls;
 
 /// Bound on establishing the connection to one node (TCP connect plus the HTTP/2
 /// handshake). A node that does not answer within it counts as unreachable.
@@ -59,6 +60,11 @@ impl Endpoint {
         } else {
             format!("http://{}:{}", self.host, self.port)
         }
+    }
+
+    /// The gRPC URI for a TLS connection, `https://host:port`.
+    pub fn tls_uri(&self) -> String {
+        format!("https{}", &self.uri()["http".len()..])
     }
 }
 
@@ -226,6 +232,12 @@ pub struct Client {
     rpc: SolidClientClient<Channel>,
     endpoint: Endpoint,
     session: Option<String>,
+    /// Connected over TLS without a client certificate: a connection the node closes right
+    /// away most likely wanted one (TLS 1.3 reports that refusal only at the first call).
+    tls_without_certificate: bool,
+    /// Connected in plain text: a TLS node answers the first call with bytes that are not
+    /// HTTP/2, or closes the connection.
+    plain_text: bool,
 }
 
 /// Shows the endpoint and whether a session is open, never the session token.
@@ -242,9 +254,22 @@ impl Client {
     /// Connects to the node of a `tcp` connect string, or to the first seed of a `grid`
     /// connect string that answers within [`CONNECT_TIMEOUT`].
     pub async fn connect(cs: &ConnectString) -> Result<Client, ClientError> {
+        Self::connect_with_tls(cs, None).await
+    }
+
+    /// Like [`Client::connect`]; with `tls`, over TLS (`https://host:port`): the node's
+    /// certificate must be signed by the settings' CA and name the host of the connect
+    /// string, and the settings' client certificate (if any) is presented to the node. A
+    /// node that requires a client certificate refuses a client without one; the refusal
+    /// may only show at the first call (TLS 1.3 checks the client's certificate after the
+    /// client considers the handshake done).
+    pub async fn connect_with_tls(
+        cs: &ConnectString,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client, ClientError> {
         let mut failures = Vec::new();
         for endpoint in cs.endpoints() {
-            match connect_channel(endpoint).await {
+            match connect_channel(endpoint, tls).await {
                 Ok(channel) => {
                     tracing::debug!(%endpoint, "connected");
                     let rpc = SolidClientClient::new(channel)
@@ -253,6 +278,8 @@ impl Client {
                         rpc,
                         endpoint: endpoint.clone(),
                         session: None,
+                        tls_without_certificate: tls.is_some_and(|t| !t.has_identity()),
+                        plain_text: tls.is_none(),
                     });
                 }
                 Err(why) => {
@@ -272,6 +299,37 @@ impl Client {
         Err(ClientError::Connect(cs.to_string(), detail))
     }
 
+    /// [`call_failed`] for the calls that open a conversation (status, login), with a hint
+    /// when a TLS connection without a client certificate was closed, or a plain-text
+    /// connection broke (a TLS node answers plain text with a handshake alert and closes).
+    fn first_call_failed(&self, call: &str, s: &tonic::Status) -> ClientError {
+        match call_failed(call, s) {
+            ClientError::Transport(text)
+                if self.tls_without_certificate && is_connection_failure(s.code()) =>
+            {
+                ClientError::Transport(format!(
+                    "{text}; the node may require a client certificate ([Security] \
+                     ClientCertificateRequired = yes; solsql --cert and --key)"
+                ))
+            }
+            ClientError::Transport(text)
+                if self.plain_text
+                    && matches!(
+                        s.code(),
+                        tonic::Code::Internal
+                            | tonic::Code::Unknown
+                            | tonic::Code::Unavailable
+                            | tonic::Code::Cancelled
+                    ) =>
+            {
+                ClientError::Transport(format!(
+                    "{text}; the node may serve TLS only ([Security] Certificate; solsql --ca)"
+                ))
+            }
+            other => other,
+        }
+    }
+
     /// The node this client is connected to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
@@ -288,7 +346,7 @@ impl Client {
             .rpc
             .status(short_call(pb::StatusRequest {}))
             .await
-            .map_err(|s| call_failed("status", &s))?;
+            .map_err(|s| self.first_call_failed("status", &s))?;
         Ok(reply.into_inner())
     }
 
@@ -303,7 +361,7 @@ impl Client {
             .rpc
             .login(short_call(request))
             .await
-            .map_err(|s| call_failed("login", &s))?
+            .map_err(|s| self.first_call_failed("login", &s))?
             .into_inner();
         match reply.result {
             Some(pb::login_reply::Result::Session(token)) => {
@@ -433,9 +491,17 @@ impl Client {
 }
 
 /// Opens a channel to one endpoint, or says why not.
-async fn connect_channel(endpoint: &Endpoint) -> Result<Channel, String> {
-    let builder = tonic::transport::Endpoint::from_shared(endpoint.uri())
-        .map_err(|e| error_chain(&e))?
+async fn connect_channel(endpoint: &Endpoint, tls: Option<&ClientTls>) -> Result<Channel, String> {
+    let mut builder = match tls {
+        Some(tls) => tonic::transport::Endpoint::from_shared(endpoint.tls_uri())
+            .map_err(|e| error_chain(&e))?
+            .tls_config(tls.tls_config())
+            .map_err(|e| error_chain(&e))?,
+        None => {
+            tonic::transport::Endpoint::from_shared(endpoint.uri()).map_err(|e| error_chain(&e))?
+        }
+    };
+    builder = builder
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)

@@ -14,6 +14,7 @@ pub mod node;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod tls;
 
 /// Generated protobuf and gRPC code for `proto/solidgrid.proto`.
 pub mod pb {

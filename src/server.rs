@@ -142,6 +142,15 @@ async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let name = config.node_name();
+    // TLS files are read (and parsed) before anything else happens, so a bad one stops the
+    // start at once, naming the file.
+    let server_tls =
+        crate::tls::server_tls_from_config(config, &opts.workdir).map_err(StartError::Other)?;
+    if config.grid.grid_enabled {
+        let peer_tls =
+            crate::tls::peer_tls_from_config(config, &opts.workdir).map_err(StartError::Other)?;
+        crate::tls::set_peer_tls(peer_tls);
+    }
     let paths = StoragePaths {
         db_file: config.db_path(&opts.workdir),
         log_dir: config.log_dir(&opts.workdir),
@@ -198,7 +207,13 @@ async fn serve(
     let local = listener
         .local_addr()
         .map_err(|e| StartError::Other(format!("cannot read the listen address: {e}")))?;
-    msglog.info(format!("listening on {local}"));
+    match &server_tls {
+        Some(_) => msglog.info(format!(
+            "listening on {local} ({})",
+            crate::tls::describe_server_tls(config)
+        )),
+        None => msglog.info(format!("listening on {local}")),
+    }
 
     let node = NodeRuntime::new(
         config.clone(),
@@ -254,7 +269,15 @@ async fn serve(
             let _ = stopping_tx.send(());
         }
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = server_tls {
+        // tonic runs the TLS handshake on every connection of the incoming stream, the
+        // connection cap's included (transport::server::io_stream).
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| StartError::Other(format!("TLS: {e}")))?;
+    }
+    let server = builder
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))

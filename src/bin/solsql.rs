@@ -3,7 +3,8 @@
 //! `solsql [-e STATEMENTS] [-f FILE] "CONNECT STRING" [user [password]]` connects to a node,
 //! logs in and runs statements from `-e`, from a script file, from piped standard input, or
 //! interactively with line editing and history when standard input is a terminal.
-//! `--status` prints a node's status probe without logging in.
+//! `--status` prints a node's status probe without logging in. `--ca`, `--cert` and `--key`
+//! connect over TLS.
 //!
 //! All splitting and formatting is in `solidgrid::console`; this file only does the I/O.
 //! rustyline is synchronous, so the console keeps one current-thread tokio runtime and
@@ -20,7 +21,7 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
 
-use solidgrid::client::{Client, ConnectString};
+use solidgrid::client::{Client, ClientTls, ConnectString};
 use solidgrid::console::{
     StatementSplitter, format_error, format_result, format_status, is_exit_command,
     is_history_worthy, split_script,
@@ -51,6 +52,12 @@ otherwise read as a script. Statements end with ';' (in a script the last one ma
 Leave with 'exit;', 'quit;' or Ctrl-D. Ctrl-C clears the statement being typed, or cancels
 the one running (its outcome is then unknown).
 
+TLS: with --ca the connection is encrypted and the node's certificate must be signed by
+that CA and name the host of the connect string (e.g. localhost or 127.0.0.1). A node with
+[Security] ClientCertificateRequired = yes also needs --cert and --key (a certificate signed
+by the node's TrustedCA). The environment variables SOLSQL_CA, SOLSQL_CERT and SOLSQL_KEY
+stand in for the options.
+
 Missing user name or password are prompted for on a terminal; without a terminal they must
 be given as arguments.
 
@@ -80,6 +87,20 @@ struct Args {
     /// logging in, then exit. Works on an empty `-x gridnode` node.
     #[arg(long, conflicts_with_all = ["execute", "file"])]
     status: bool,
+
+    /// Connect over TLS, trusting the CA certificate(s) in this PEM file to have signed the
+    /// node's certificate.
+    #[arg(long, value_name = "FILE", env = "SOLSQL_CA")]
+    ca: Option<PathBuf>,
+
+    /// Present this client certificate (PEM) to the node, for nodes that require one
+    /// ([Security] ClientCertificateRequired = yes). Needs --key and --ca.
+    #[arg(long, value_name = "FILE", env = "SOLSQL_CERT", requires_all = ["key", "ca"])]
+    cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", env = "SOLSQL_KEY", requires = "cert")]
+    key: Option<PathBuf>,
 
     /// Where to connect, e.g. "tcp 1315", "tcp db1 1315" or "grid tcp h1 1315, tcp h2 1315".
     #[arg(value_name = "CONNECT STRING", value_parser = ConnectString::parse)]
@@ -124,7 +145,20 @@ fn run(args: Args) -> u8 {
         return EXIT_CANNOT_START;
     }
 
-    let mut client = match rt.block_on(Client::connect(&args.connect)) {
+    let tls = match &args.ca {
+        Some(ca) => {
+            let identity = args.cert.as_deref().zip(args.key.as_deref());
+            match ClientTls::from_files(ca, identity) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    eprintln!("solsql: {e}");
+                    return EXIT_CANNOT_START;
+                }
+            }
+        }
+        None => None,
+    };
+    let mut client = match rt.block_on(Client::connect_with_tls(&args.connect, tls.as_ref())) {
         Ok(client) => client,
         Err(e) => {
             println!("{}", format_error(&e));

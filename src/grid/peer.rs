@@ -33,6 +33,7 @@ use crate::error::{ErrorClass, SolidError, code};
 use crate::grid::types::{
     Change, ChangeKind, Entry, Member, MemberState, Message, NodeId, Payload, Term,
 };
+pub use crate::tls::PeerTls;
 
 /// Generated protobuf and gRPC code for `proto/peer.proto` (package `solidgrid.peer.v1`).
 /// Its descriptors are part of [`crate::pb::FILE_DESCRIPTOR_SET`], so the node's reflection
@@ -166,7 +167,21 @@ impl From<PeerError> for Status {
 /// How the caller reads a status (see the variants of [`PeerError`]).
 impl From<Status> for PeerError {
     fn from(status: Status) -> PeerError {
-        let what = || format!("{:?}: {}", status.code(), status.message());
+        let what = || {
+            // A failed connection (refused, TLS handshake failed) only says "transport
+            // error" in its message; the cause is in the source chain.
+            let mut text = format!("{:?}: {}", status.code(), status.message());
+            let mut next = std::error::Error::source(&status);
+            while let Some(cause) = next {
+                let part = cause.to_string();
+                if !text.contains(&part) {
+                    text.push_str(": ");
+                    text.push_str(&part);
+                }
+                next = cause.source();
+            }
+            text
+        };
         match status.code() {
             Code::Unauthenticated | Code::PermissionDenied => PeerError::Auth,
             Code::Unimplemented => PeerError::NotServed(what()),
@@ -1036,9 +1051,34 @@ impl PeerClient {
     /// An address that is not a valid URI authority is [`PeerError::Unreachable`]; a secret
     /// that is not printable ASCII (the configuration rejects those) is
     /// [`PeerError::Malformed`].
+    ///
+    /// The connection uses the process-wide peer TLS settings ([`crate::tls::peer_tls`],
+    /// installed by the server at start from `[Security]`), plain text when there are none.
     pub fn new(addr: &str, secret: &str) -> Result<PeerClient, PeerError> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| PeerError::Unreachable(format!("invalid peer address {addr:?}: {e}")))?
+        Self::with_tls(addr, secret, crate::tls::peer_tls().as_deref())
+    }
+
+    /// Like [`PeerClient::new`] with explicit TLS settings: with `Some`, the connection is
+    /// `https://addr`, the peer's certificate must be signed by the settings' CA and name the
+    /// host of `addr`, and the settings' identity is presented to the peer; with `None` it is
+    /// plain text. The grid secret is sent either way.
+    pub fn with_tls(
+        addr: &str,
+        secret: &str,
+        tls: Option<&PeerTls>,
+    ) -> Result<PeerClient, PeerError> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| PeerError::Unreachable(format!("invalid peer address {addr:?}: {e}")))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.tls_config()).map_err(|e| {
+                PeerError::Unreachable(format!(
+                    "TLS settings for {addr}: {}",
+                    crate::tls::error_chain(&e)
+                ))
+            })?;
+        }
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -1907,6 +1947,70 @@ mod tests {
         assert_eq!(info, fake.probe().await);
         client.abandon(1, "g", 2, TIMEOUT).await.unwrap();
         assert_eq!(*fake.abandoned.lock(), vec![("g".to_owned(), 2)]);
+    }
+
+    /// A CA and a certificate for 127.0.0.1 signed by it: (CA PEM, cert PEM, key PEM).
+    fn test_pki() -> (String, String, String) {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &*ca)
+            .unwrap();
+        (ca.pem(), cert.pem(), key.serialize_pem())
+    }
+
+    /// Serves the fake handler over mutual TLS (client certificates required).
+    async fn serve_tls(ca: &str, cert: &str, key: &str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        let service = peer_service(Arc::new(Fake::default()), SECRET.to_owned());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .tls_config(tls)
+                .unwrap()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+
+    #[tokio::test]
+    async fn peers_talk_over_mutual_tls_and_refuse_a_foreign_ca() {
+        let (ca, cert, key) = test_pki();
+        let addr = serve_tls(&ca, &cert, &key).await;
+        let tls = PeerTls::new(
+            ca.clone().into_bytes(),
+            Some((cert.clone().into_bytes(), key.clone().into_bytes())),
+        )
+        .unwrap();
+        let client = PeerClient::with_tls(&addr, SECRET, Some(&tls)).unwrap();
+        client.probe(1, TIMEOUT).await.unwrap();
+        // The secret still applies over TLS.
+        let wrong = PeerClient::with_tls(&addr, "not-the-grid-secret", Some(&tls)).unwrap();
+        assert_eq!(wrong.probe(1, TIMEOUT).await, Err(PeerError::Auth));
+        // Plain text does not reach a TLS peer.
+        let plain = PeerClient::with_tls(&addr, SECRET, None).unwrap();
+        assert!(plain.probe(1, TIMEOUT).await.is_err());
+        // A peer whose certificate another CA signed is refused in the handshake.
+        let (other_ca, other_cert, other_key) = test_pki();
+        let foreign = PeerTls::new(
+            other_ca.into_bytes(),
+            Some((other_cert.into_bytes(), other_key.into_bytes())),
+        )
+        .unwrap();
+        let client = PeerClient::with_tls(&addr, SECRET, Some(&foreign)).unwrap();
+        match client.probe(1, TIMEOUT).await {
+            Err(PeerError::Unreachable(why)) => assert!(why.contains("certificate"), "{why}"),
+            other => panic!("expected a refused handshake, got {other:?}"),
+        }
     }
 
     #[tokio::test]

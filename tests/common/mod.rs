@@ -392,4 +392,195 @@ pub fn restart_all(nodes: &mut [Node]) -> usize {
         },
     );
     leader.expect("checked by wait_for")
+// ---------------------------------------------------------------------------------------
+// TLS (tests/tls.rs)
+// ---------------------------------------------------------------------------------------
+
+use solidgrid::client::ClientTls;
+
+/// File names, in a node's working directory, of the TLS material [`Node::write_tls`] makes.
+pub const CA_FILE: &str = "ca.pem";
+pub const NODE_CERT_FILE: &str = "node.pem";
+pub const NODE_KEY_FILE: &str = "node.key";
+pub const CLIENT_CERT_FILE: &str = "client.pem";
+pub const CLIENT_KEY_FILE: &str = "client.key";
+
+/// A throw-away certificate authority made with rcgen.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        TestCa {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A certificate for `sans` (DNS names or IP addresses) signed by this CA: (cert, key)
+    /// in PEM.
+    pub fn issue(&self, common_name: &str, sans: &[&str]) -> (String, String) {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(sans).expect("certificate params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &*self.issuer).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// `[Security]` naming the files of [`Node::write_tls`].
+pub fn tls_ini(client_certificate_required: bool) -> String {
+    format!(
+        "[Security]\nCertificate = {NODE_CERT_FILE}\nKey = {NODE_KEY_FILE}\nTrustedCA = {CA_FILE}\n\
+         ClientCertificateRequired = {}\n",
+        if client_certificate_required {
+            "yes"
+        } else {
+            "no"
+        }
+    )
+}
+
+impl Node {
+    /// A grid-enabled TLS node (not started) whose certificates come from `ca`.
+    pub fn tls_grid_node(ca: &TestCa, client_certificate_required: bool) -> Node {
+        let node = Node::with_ini(&format!(
+            "{}\n{}",
+            grid_ini(SECRET),
+            tls_ini(client_certificate_required)
+        ));
+        node.write_tls(ca);
+        node
+    }
+
+    /// Writes the CA certificate, a node certificate for `127.0.0.1` and `localhost`, and a
+    /// client certificate, all from `ca`, into the working directory.
+    pub fn write_tls(&self, ca: &TestCa) {
+        let write = |name: &str, text: &str| {
+            std::fs::write(self.path().join(name), text).expect("write TLS file")
+        };
+        write(CA_FILE, &ca.pem());
+        let (cert, key) = ca.issue(&self.name(), &["127.0.0.1", "localhost"]);
+        write(NODE_CERT_FILE, &cert);
+        write(NODE_KEY_FILE, &key);
+        let (cert, key) = ca.issue("solsql client", &["client.invalid"]);
+        write(CLIENT_CERT_FILE, &cert);
+        write(CLIENT_KEY_FILE, &key);
+    }
+
+    /// Client TLS settings from this node's files: its CA, with the client certificate
+    /// when `with_certificate`.
+    pub fn client_tls(&self, with_certificate: bool) -> ClientTls {
+        let cert = self.path().join(CLIENT_CERT_FILE);
+        let key = self.path().join(CLIENT_KEY_FILE);
+        ClientTls::from_files(
+            &self.path().join(CA_FILE),
+            with_certificate.then_some((cert.as_path(), key.as_path())),
+        )
+        .expect("client TLS settings")
+    }
+
+    /// [`Node::start`] for a TLS node: waits until it answers the status probe over TLS.
+    pub fn start_tls(&mut self, args: &[&str]) {
+        self.spawn(args);
+        self.wait_ready_tls(&self.client_tls(true));
+    }
+
+    /// [`Node::wait_ready`] over TLS.
+    pub fn wait_ready_tls(&mut self, tls: &ClientTls) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "solid exited during start-up with {status}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            let cs = ConnectString::parse(&self.connect_string()).expect("connect string");
+            let ready = rt().block_on(async {
+                match Client::connect_with_tls(&cs, Some(tls)).await {
+                    Ok(mut c) => c.status().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "solid did not answer over TLS within {START_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A logged-in admin client over TLS with this node's client certificate.
+    pub fn tls_client(&self) -> SyncClient {
+        self.tls_client_as(&self.client_tls(true), ADMIN, ADMIN_PW)
+            .expect("TLS login")
+    }
+
+    /// A logged-in client over TLS with the given settings.
+    pub fn tls_client_as(
+        &self,
+        tls: &ClientTls,
+        user: &str,
+        password: &str,
+    ) -> Result<SyncClient, ClientError> {
+        let cs = ConnectString::parse(&self.connect_string()).expect("connect string");
+        rt().block_on(async {
+            let mut c = Client::connect_with_tls(&cs, Some(tls)).await?;
+            c.login(user, password).await?;
+            Ok(SyncClient { inner: c })
+        })
+    }
+
+    /// `ALTER GRID g ADD NODE <this> CONNECT …` run on `leader` over TLS.
+    pub fn add_to_tls(&self, leader: &Node) -> Result<QueryResult, ClientError> {
+        leader.tls_client().execute(&format!(
+            "ALTER GRID g ADD NODE {} {}",
+            self.name(),
+            self.connect_clause()
+        ))
+    }
+}
+
+/// [`form_grid`] over mutual TLS: every node's certificates come from `ca`.
+pub fn form_tls_grid(ca: &TestCa, extra: usize, client_certificate_required: bool) -> Vec<Node> {
+    let mut founder = Node::tls_grid_node(ca, client_certificate_required);
+    founder.start_tls(&["-U", ADMIN, "-P", ADMIN_PW]);
+    founder.tls_client().ok("CREATE GRID g");
+    let mut nodes = vec![founder];
+    for _ in 0..extra {
+        let mut n = Node::tls_grid_node(ca, client_certificate_required);
+        n.start_tls(&["-x", "gridnode"]);
+        n.add_to_tls(&nodes[0])
+            .unwrap_or_else(|e| panic!("ADD NODE {}: {e}", n.name()));
+        nodes.push(n);
+    }
+    nodes
 }
