@@ -1182,6 +1182,13 @@ impl Core {
                         result: Ok(Outcome::Committed { index: e.index }),
                     });
                 }
+                // The back-off of failure detection is for rolled-back attempts only: once a
+                // change of a node commits, the next one may follow as soon as it is due.
+                if let Payload::Decide { commit: true, .. } = e.payload
+                    && let Some(t) = &self.change
+                {
+                    self.detection_backoff_ms.remove(&t.change.node.id);
+                }
                 if let Payload::Decide { prepare, commit } = e.payload
                     && let Some(t) = self.change.take_if(|t| t.prepare == prepare)
                     && let Some(id) = t.request
