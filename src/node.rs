@@ -140,6 +140,7 @@ impl NodeRuntime {
             heartbeat_interval_ms: (g.raft_heartbeat_timeout_ms / 2).max(1),
             pre_vote: g.raft_pre_vote,
             change_timeout_ms: (g.raft_election_timeout_ms * 5).max(3000),
+            bugs: Default::default(),
         }
     }
 
@@ -739,7 +740,7 @@ impl NodeRuntime {
         })
         .await
         .map_err(storage)??;
-        fault_point("joiner-after-common-data");
+        crate::grid::fault::point("joiner-after-common-data");
         self.state.write().engine = Some(engine.clone());
         let store = RedbGridStore::open(engine.db()).map_err(storage)?;
         self.start_driver(engine, store, req.node_id)?;
@@ -748,13 +749,6 @@ impl NodeRuntime {
             req.leader_id, req.grid, req.node_id
         ));
         Ok(())
-    }
-}
-
-fn fault_point(name: &str) {
-    if std::env::var("SOLIDGRID_FAULT").as_deref() == Ok(name) {
-        eprintln!("SOLIDGRID_FAULT {name}: aborting");
-        std::process::abort();
     }
 }
 
