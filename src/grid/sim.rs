@@ -19,6 +19,11 @@
 //!   message, or for real vote requests only). Messages to or from a crashed node are lost,
 //!   including those already in flight. [`Cluster::hold`] withholds a node's ticks, and
 //!   [`Cluster::elect`] uses that to make a chosen node the leader.
+//! - **Storage faults.** A slow fsync ([`Cluster::set_slow_fsync`]) keeps the node busy
+//!   (no input) until the write and the rest of its batch complete; a crash meanwhile loses
+//!   them. A failing fsync ([`Cluster::fail_fsync`]) stops the node at that write: a
+//!   hard-state write may or may not land, an append keeps a random prefix of its entries
+//!   (the last record is torn).
 //! - **Clients.** Proposals go through the core's public API (`check_change` then
 //!   `Input::Propose`); what each client was told is recorded and checked against the log.
 //! - **A joining node** (ADD) exists before it is in the topology and starts the way the
@@ -43,7 +48,8 @@
 //!    majority of the voters of its applied topology (so a joining node, which is not
 //!    ONLINE there, never counts), and that topology is at most one membership change behind
 //!    the newest committed one;
-//! 8. a ready leader is a voter of its own applied topology.
+//! 8. a ready leader is a voter of its own applied topology;
+//! 9. one change in flight in every log: no PREPARE follows an undecided PREPARE.
 //!
 //! Liveness ([`Cluster::liveness`]): once faults stop and a majority is connected, a leader
 //! exists and no membership change is in flight within [`LIVENESS_ELECTION_TIMEOUTS`]
