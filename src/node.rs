@@ -141,6 +141,7 @@ impl NodeRuntime {
             pre_vote: g.raft_pre_vote,
             change_timeout_ms: (g.raft_election_timeout_ms * 5).max(3000),
             node_failure_timeout_ms: g.node_failure_timeout_ms,
+            bugs: Default::default(),
         }
     }
 
@@ -856,7 +857,7 @@ impl NodeRuntime {
         })
         .await
         .map_err(storage)??;
-        fault_point("joiner-after-common-data");
+        crate::grid::fault::point("joiner-after-common-data");
         self.state.write().engine = Some(engine.clone());
         let store = RedbGridStore::open(engine.db()).map_err(storage)?;
         self.start_driver(engine, store, req.node_id)?;
@@ -865,13 +866,6 @@ impl NodeRuntime {
             req.leader_id, req.grid, req.node_id
         ));
         Ok(())
-    }
-}
-
-fn fault_point(name: &str) {
-    if std::env::var("SOLIDGRID_FAULT").as_deref() == Ok(name) {
-        eprintln!("SOLIDGRID_FAULT {name}: aborting");
-        std::process::abort();
     }
 }
 

@@ -46,6 +46,29 @@ pub struct CoreConfig {
     /// Silence after which the leader marks an online member failed (design §5.4);
     /// 0 turns failure detection off.
     pub node_failure_timeout_ms: u64,
+    /// Known bugs re-introduced for the simulation to find (all off; never set outside
+    /// tests).
+    #[doc(hidden)]
+    pub bugs: Bugs,
+}
+
+/// Known protocol bugs behind a test-only switch: each flag re-introduces one, so the
+/// simulation can show that its checkers find it (design §10, issue "the harness must
+/// bite"). All `false` by default; the driver never sets them.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Count the joining node of an in-flight ADD toward the commit quorum before its add
+    /// commits (breaks design §5.3 and §10.6).
+    pub joiner_counts_toward_quorum: bool,
+    /// Acknowledge an append (a PREPARE ack) before its `AppendLog` fsync (breaks §10.4).
+    pub ack_before_fsync: bool,
+    /// Let a new leader propose a membership change before it has committed an entry of
+    /// its own term (breaks the single-change rule of §5.3).
+    pub change_before_own_term_commit: bool,
+    /// Let a new leader ignore a PREPARE it finds undecided: it never settles it (breaks
+    /// §5.4 and liveness, §10.8).
+    pub ignore_undecided_change: bool,
 }
 
 /// The durable state a core starts from (see `grid::store`).
@@ -367,7 +390,7 @@ impl Core {
         if self.role != Role::Leader {
             return Err(not_leader(self.leader_member()));
         }
-        if !self.is_ready_leader() {
+        if !self.is_ready_leader() && !self.cfg.bugs.change_before_own_term_commit {
             return Err(SolidError::grid(
                 code::NO_LEADER,
                 "the leader has not yet committed an entry of its term; try again",
@@ -683,8 +706,15 @@ impl Core {
             pre_vote,
         };
         for v in self.voters() {
+            // The voters are those of the latest configuration in the log: a node added by a
+            // COMMIT not yet applied is found there (the applied topology lacks its address,
+            // and without its vote a grid of two voters could never elect a leader).
             if v != self.id
-                && let Some(m) = self.topology.members.get(&v)
+                && let Some(m) = self
+                    .log_topology
+                    .members
+                    .get(&v)
+                    .or_else(|| self.topology.members.get(&v))
             {
                 out.push(Command::Send {
                     to: v,
@@ -1042,6 +1072,10 @@ impl Core {
             }
         }
         let last_new = entries.last().map_or(prev_index, |e| e.index);
+        if self.cfg.bugs.ack_before_fsync && new_from.is_some() {
+            // Re-introduced bug: the acknowledgement leaves before the entries are durable.
+            out.push(reply(self, true, last_new));
+        }
         if let Some(i) = new_from {
             let first = entries[i].index;
             debug_assert!(
@@ -1063,7 +1097,9 @@ impl Core {
             self.apply_committed(out);
         }
         // Acknowledged only now: the entries are durable (AppendLog ran before this).
-        out.push(reply(self, true, last_new));
+        if !(self.cfg.bugs.ack_before_fsync && new_from.is_some()) {
+            out.push(reply(self, true, last_new));
+        }
     }
 
     fn on_append_reply(
@@ -1135,13 +1171,28 @@ impl Core {
     }
 
     /// Advances the commit index: an entry of the current term stored on a majority of the
-    /// voters (Raft §5.4.2; during a change, the voters before it).
+    /// voters (Raft §5.4.2; during a change, the voters before it) — of the latest
+    /// configuration in the log *and* of the applied one. The second matters between a
+    /// COMMIT of an ADD being appended and being committed: the log's configuration already
+    /// counts the new node, and a majority of it may lack a majority of the voters before
+    /// the change; design §5.3 has a joining node count only once its add committed.
     fn maybe_commit(&mut self, out: &mut Vec<Command>) {
-        let voters = self.voters();
+        let applied_voters = self.topology.voters();
+        let mut voters = self.voters();
+        if self.cfg.bugs.joiner_counts_toward_quorum
+            && let Some((_, c)) = &self.log_topology.in_flight
+            && c.kind == ChangeKind::Add
+            && !voters.contains(&c.node.id)
+        {
+            // Re-introduced bug: the joining node counts before its add commits.
+            voters.push(c.node.id);
+        }
         let mut n = self.last_index();
         while n > self.commit {
             if self.term_at(n) == Some(self.term)
                 && membership::majority(&voters, |v| self.matched(v) >= n)
+                && (self.cfg.bugs.joiner_counts_toward_quorum
+                    || membership::majority(&applied_voters, |v| self.matched(v) >= n))
             {
                 break;
             }
@@ -1212,12 +1263,19 @@ impl Core {
                     out.push(Command::Reply { id, result });
                 }
             }
-            // The voters may have changed: the commit index may move on.
+            // The voters may have changed: the commit index may move on. And tell the
+            // followers at once that the decision is committed rather than at the next
+            // heartbeat: until they know, they count the configuration before it, and with
+            // two voters before an add the survivors of a leader crash would have to wait
+            // for the old leader to return.
             if entries
                 .iter()
                 .any(|e| matches!(e.payload, Payload::Decide { .. }))
             {
                 self.maybe_commit(out);
+                if self.role == Role::Leader {
+                    self.broadcast_append(out);
+                }
             }
             // A leader may settle a change that takes itself out of the voters (it adopted
             // an undecided PREPARE that marks it failed, offline or dropped): a non-voter
@@ -1250,19 +1308,20 @@ impl Core {
                 self.broadcast_append(out);
             }
             Proposal::Change(change) => {
-                let checked = if !self.is_ready_leader() {
-                    Err(SolidError::grid(
-                        code::NO_LEADER,
-                        "the leader has not yet committed an entry of its term; try again",
-                    ))
-                } else if let Some(t) = &self.change {
-                    Err(membership::change_in_progress(t.prepare, &t.change))
-                } else {
-                    match &self.topology.in_flight {
-                        Some((p, c)) => Err(membership::change_in_progress(*p, c)),
-                        None => Ok(()),
-                    }
-                };
+                let checked =
+                    if !self.is_ready_leader() && !self.cfg.bugs.change_before_own_term_commit {
+                        Err(SolidError::grid(
+                            code::NO_LEADER,
+                            "the leader has not yet committed an entry of its term; try again",
+                        ))
+                    } else if let Some(t) = &self.change {
+                        Err(membership::change_in_progress(t.prepare, &t.change))
+                    } else {
+                        match &self.topology.in_flight {
+                            Some((p, c)) => Err(membership::change_in_progress(*p, c)),
+                            None => Ok(()),
+                        }
+                    };
                 if let Err(e) = checked {
                     out.push(Command::Reply { id, result: Err(e) });
                     return;
@@ -1368,6 +1427,7 @@ impl Core {
             return;
         }
         if self.change.is_none()
+            && !self.cfg.bugs.ignore_undecided_change
             && let Some((prepare, change)) = self.topology.in_flight.clone()
         {
             tracing::info!(

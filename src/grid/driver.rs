@@ -415,6 +415,7 @@ impl Driver {
             self.engine
                 .restore(&snapshot.dump, snapshot.index)
                 .map_err(|e| SolidError::server(code::STORAGE, e.to_string()))?;
+            crate::grid::fault::point("during-snapshot-install");
             self.store
                 .reset_to_snapshot(snapshot.index, snapshot.term)
                 .map_err(storage)?;
@@ -566,8 +567,9 @@ impl Driver {
                     }
                 }
                 Command::AppendLog { entries } => {
+                    crate::grid::fault::before_append(&entries, &self.core);
                     tokio::task::block_in_place(|| self.store.append(&entries)).map_err(storage)?;
-                    fault_point_after_append(&entries, self.core.id());
+                    crate::grid::fault::after_append(&entries, &self.core);
                 }
                 Command::Send { to, addr, msg } => self.send(to, addr, msg),
                 Command::Respond { msg, .. } => {
@@ -716,22 +718,5 @@ impl Driver {
             topology,
             last_heard_ago_ms,
         };
-    }
-}
-
-/// Fault points for real-process tests (`SOLIDGRID_FAULT`): the process aborts — as abruptly
-/// as `kill -9` — at a named moment of the protocol.
-fn fault_point_after_append(entries: &[Entry], me: NodeId) {
-    let Ok(fault) = std::env::var("SOLIDGRID_FAULT") else {
-        return;
-    };
-    if fault == "joiner-after-prepare-durable" {
-        let own_add = entries.iter().any(|e| {
-            matches!(&e.payload, Payload::Prepare(c) if c.kind == ChangeKind::Add && c.node.id == me)
-        });
-        if own_add {
-            eprintln!("SOLIDGRID_FAULT {fault}: aborting");
-            std::process::abort();
-        }
     }
 }

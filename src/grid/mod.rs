@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod driver;
+pub mod fault;
 pub mod membership;
 pub mod peer;
 pub mod sim;

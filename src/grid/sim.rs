@@ -19,6 +19,11 @@
 //!   message, or for real vote requests only). Messages to or from a crashed node are lost,
 //!   including those already in flight. [`Cluster::hold`] withholds a node's ticks, and
 //!   [`Cluster::elect`] uses that to make a chosen node the leader.
+//! - **Storage faults.** A slow fsync ([`Cluster::set_slow_fsync`]) keeps the node busy
+//!   (no input) until the write and the rest of its batch complete; a crash meanwhile loses
+//!   them. A failing fsync ([`Cluster::fail_fsync`]) stops the node at that write: a
+//!   hard-state write may or may not land, an append keeps a random prefix of its entries
+//!   (the last record is torn).
 //! - **Clients.** Proposals go through the core's public API (`check_change` then
 //!   `Input::Propose`); what each client was told is recorded and checked against the log.
 //! - **A joining node** (ADD) exists before it is in the topology and starts the way the
@@ -43,7 +48,8 @@
 //!    majority of the voters of its applied topology (so a joining node, which is not
 //!    ONLINE there, never counts), and that topology is at most one membership change behind
 //!    the newest committed one;
-//! 8. a ready leader is a voter of its own applied topology.
+//! 8. a ready leader is a voter of its own applied topology;
+//! 9. one change in flight in every log: no PREPARE follows an undecided PREPARE.
 //!
 //! Liveness ([`Cluster::liveness`]): once faults stop and a majority is connected, a leader
 //! exists and no membership change is in flight within [`LIVENESS_ELECTION_TIMEOUTS`]
@@ -61,7 +67,7 @@ use std::fmt;
 
 use crate::error::code;
 use crate::grid::core::{
-    Command, Core, CoreConfig, Input, Outcome, Proposal, RequestId, Restored, Role,
+    Bugs, Command, Core, CoreConfig, Input, Outcome, Proposal, RequestId, Restored, Role,
 };
 use crate::grid::membership::{self, ChangeRequest};
 use crate::grid::types::{
@@ -77,6 +83,9 @@ const TRACE_LEN: usize = 80;
 pub const GRID_NAME: &str = "SIMGRID";
 /// Most nodes the fuzz driver grows a cluster to (bounds run time).
 const FUZZ_MAX_NODES: usize = 7;
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// The address a simulated node answers on: derived from its name.
 pub fn addr_of(name: &str) -> String {
@@ -145,6 +154,7 @@ impl Default for SimConfig {
                 pre_vote: true,
                 change_timeout_ms: 800,
                 node_failure_timeout_ms: 0,
+                bugs: Bugs::default(),
             },
             tick_ms: 5,
             min_delay_ms: 1,
@@ -266,6 +276,19 @@ enum Event {
     Deliver(Packet),
     /// A snapshot transfer from a leader to a follower that needs compacted entries.
     Snapshot(SnapshotTransfer),
+    /// An input that reached a node while a slow fsync kept it busy, retried after it.
+    Input {
+        node: NodeId,
+        incarnation: u64,
+        input: Input,
+    },
+    /// A slow fsync completes: the node carries out the rest of its command batch.
+    Resume {
+        node: NodeId,
+        incarnation: u64,
+        cmds: Vec<Command>,
+        pre: PreStep,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +312,11 @@ struct SimNode {
     incarnation: u64,
     /// Crash after executing this many commands of the next step.
     crash_after: Option<usize>,
+    /// The first durable write of the next step fails: part of it may reach the disk (a
+    /// torn append keeps a prefix of its entries), then the node stops.
+    fail_fsync: bool,
+    /// A slow fsync is in progress until then (0: none): the node takes no input meanwhile.
+    busy_until: u64,
     /// The applied topology, replayed independently from the `Apply` commands.
     shadow: Topology,
     shadow_applied: Index,
@@ -297,6 +325,7 @@ struct SimNode {
 }
 
 /// The node state captured before a step, for the checks after it.
+#[derive(Debug, Clone)]
 struct PreStep {
     role: Role,
     commit: Index,
@@ -313,6 +342,12 @@ pub struct SimStats {
     pub crashes: u64,
     /// ADDs that were given the id of an earlier node (a failed add or a dropped node).
     pub ids_reused: u64,
+    /// Durable writes that were slow (the node was busy until they completed).
+    pub slow_fsyncs: u64,
+    /// Durable writes that failed (the node stopped; an append may have been torn).
+    pub failed_fsyncs: u64,
+    /// Appends of which only a prefix reached the disk before a failed fsync.
+    pub torn_appends: u64,
 }
 
 /// N simulated grid nodes, their network and their clients.
@@ -330,6 +365,11 @@ pub struct Cluster {
     votes_blocked: BTreeSet<(NodeId, NodeId)>,
     drop_rate: f64,
     dup_rate: f64,
+    /// Probability that a step's durable write is slow, and how slow (ms range).
+    slow_fsync_rate: f64,
+    slow_fsync_ms: (u64, u64),
+    /// FNV-1a hash of every event line of the run (replays must reproduce it).
+    trace_hash: u64,
     /// Nodes whose ticks are withheld (used by [`Cluster::elect`]).
     held: BTreeSet<NodeId>,
     requests: BTreeMap<RequestId, ClientRequest>,
@@ -546,6 +586,9 @@ impl Cluster {
             votes_blocked: BTreeSet::new(),
             drop_rate: 0.0,
             dup_rate: 0.0,
+            slow_fsync_rate: 0.0,
+            slow_fsync_ms: (0, 0),
+            trace_hash: FNV_OFFSET,
             held: BTreeSet::new(),
             requests: BTreeMap::new(),
             next_request: 1,
@@ -699,7 +742,15 @@ impl Cluster {
         );
     }
 
+    /// A hash of every event of the run so far: two runs of one seed give the same value.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace_hash
+    }
+
     fn note(&mut self, line: String) {
+        for b in self.now_ms.to_le_bytes().iter().chain(line.as_bytes()) {
+            self.trace_hash = (self.trace_hash ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+        }
         if self.trace.len() == TRACE_LEN {
             self.trace.pop_front();
         }
@@ -789,7 +840,47 @@ impl Cluster {
                     self.step_node(node, Input::Tick);
                 }
             }
-            Event::Snapshot(t) => self.deliver_snapshot(t),
+            Event::Snapshot(t) => {
+                let busy = self.nodes.get(&t.to).map_or(0, |n| n.busy_until);
+                if busy != 0 {
+                    self.schedule(busy.max(self.now_ms), Event::Snapshot(t));
+                } else {
+                    self.deliver_snapshot(t);
+                }
+            }
+            Event::Input {
+                node,
+                incarnation,
+                input,
+            } => {
+                if self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.incarnation == incarnation)
+                {
+                    self.step_node(node, input);
+                }
+            }
+            Event::Resume {
+                node,
+                incarnation,
+                cmds,
+                pre,
+            } => {
+                let live = self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.incarnation == incarnation && n.core.is_some());
+                if !live {
+                    return;
+                }
+                self.nodes.get_mut(&node).expect("live").busy_until = 0;
+                self.note(format!("{}: slow fsync completes", self.name_of(node)));
+                for cmd in cmds {
+                    self.execute(node, cmd);
+                }
+                self.check_after_step(node, &pre);
+            }
             Event::Deliver(p) => {
                 let live = |id: NodeId, inc: u64| {
                     self.nodes
@@ -865,6 +956,40 @@ impl Cluster {
     pub fn set_dup_rate(&mut self, p: f64) {
         self.dup_rate = p;
     }
+    /// Probability that a step's first durable write is slow: it (and everything after it
+    /// in the batch) completes `min_ms..=max_ms` later, and the node takes no input
+    /// meanwhile (the driver blocks on its fsync). A crash meanwhile loses the write.
+    pub fn set_slow_fsync(&mut self, p: f64, min_ms: u64, max_ms: u64) {
+        self.slow_fsync_rate = p;
+        self.slow_fsync_ms = (min_ms, max_ms.max(min_ms));
+    }
+    /// The first durable write of `id`'s next step fails: the node stops there (design:
+    /// a failed fsync is fatal). What reached the disk is unknown, so a hard-state write
+    /// may or may not have landed and an append keeps a random prefix of its entries — the
+    /// last record is torn.
+    pub fn fail_fsync(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes.get_mut(&id)
+            && n.core.is_some()
+        {
+            n.fail_fsync = true;
+        }
+    }
+    /// Cuts `id` off from every other node, both ways (leader isolation).
+    pub fn isolate(&mut self, id: NodeId) {
+        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&n| n != id).collect();
+        self.partition(&[id], &others);
+    }
+    /// The node in the leader role of the highest term, ready or not (a client that
+    /// reaches a leader which has not yet committed an entry of its term).
+    pub fn acting_leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|(id, n)| n.core.as_ref().map(|c| (c, *id)))
+            .filter(|(c, _)| c.role() == Role::Leader)
+            .map(|(c, id)| (c.term(), id))
+            .max()
+            .map(|(_, id)| id)
+    }
     /// Delay range of a message copy (a wider range reorders more).
     pub fn set_delay(&mut self, min_ms: u64, max_ms: u64) {
         self.cfg.min_delay_ms = min_ms;
@@ -921,6 +1046,8 @@ impl Cluster {
                 durable,
                 incarnation: 0,
                 crash_after: None,
+                fail_fsync: false,
+                busy_until: 0,
             },
         );
         self.start_node(id);
@@ -933,6 +1060,8 @@ impl Cluster {
         let node = self.nodes.get_mut(&id).expect("known node");
         node.incarnation += 1;
         node.crash_after = None;
+        node.fail_fsync = false;
+        node.busy_until = 0;
         node.shadow = node.durable.snapshot_topology.clone();
         node.shadow_applied = node.durable.snapshot_index;
         node.checked = node.durable.snapshot_index;
@@ -966,6 +1095,8 @@ impl Cluster {
         }
         node.incarnation += 1;
         node.crash_after = None;
+        node.fail_fsync = false;
+        node.busy_until = 0;
         let name = node.name.clone();
         self.stats.crashes += 1;
         for r in self.requests.values_mut() {
@@ -1144,6 +1275,18 @@ impl Cluster {
         if !self.is_alive(id) {
             return;
         }
+        let node = &self.nodes[&id];
+        if node.busy_until != 0 {
+            // The driver is blocked in an fsync: the input waits in its queue (behind the
+            // completion, which is scheduled at `busy_until` already).
+            let ev = Event::Input {
+                node: id,
+                incarnation: node.incarnation,
+                input,
+            };
+            self.schedule(node.busy_until.max(self.now_ms), ev);
+            return;
+        }
         self.stats.steps += 1;
         let pre = self.pre_step(id);
         let now = self.now_ms;
@@ -1173,12 +1316,101 @@ impl Cluster {
             }
         }
         let crash_after = self.nodes.get_mut(&id).and_then(|n| n.crash_after.take());
+        let first_write = cmds.iter().position(|c| {
+            matches!(
+                c,
+                Command::PersistHardState { .. } | Command::AppendLog { .. }
+            )
+        });
+        let fail_fsync = first_write.is_some()
+            && self
+                .nodes
+                .get_mut(&id)
+                .is_some_and(|n| std::mem::take(&mut n.fail_fsync));
+        if let (true, Some(w)) = (fail_fsync, first_write) {
+            self.fail_write(id, cmds, w);
+            return;
+        }
+        if let (None, Some(w)) = (crash_after, first_write)
+            && self.rng.chance(self.slow_fsync_rate)
+        {
+            self.slow_write(id, cmds, w, pre);
+            return;
+        }
         self.run_commands(id, cmds, crash_after);
         if crash_after.is_some() {
             self.crash(id);
             return;
         }
         self.check_after_step(id, &pre);
+    }
+
+    /// Runs the commands before the durable write at `w`, then lets the write fail: part
+    /// of it may land (a torn append), and the node stops.
+    fn fail_write(&mut self, id: NodeId, mut cmds: Vec<Command>, w: usize) {
+        self.check_batch_order(id, &cmds);
+        let failed = cmds.remove(w);
+        cmds.truncate(w);
+        for cmd in cmds {
+            self.execute(id, cmd);
+        }
+        self.stats.failed_fsyncs += 1;
+        let landed = match failed {
+            Command::AppendLog { mut entries } => {
+                // Whole entries of the batch reach the disk in order; the last one never
+                // does (it is torn, and CRC drops it at restart).
+                let keep = self.rng.below(entries.len() as u64) as usize;
+                entries.truncate(keep);
+                if !entries.is_empty() {
+                    self.stats.torn_appends += 1;
+                }
+                let n = entries.len();
+                if n > 0 {
+                    self.exec_append_log(id, entries);
+                }
+                format!("an append torn after {n} entries")
+            }
+            hs @ Command::PersistHardState { .. } => {
+                if self.rng.chance(0.5) {
+                    self.execute(id, hs);
+                    "a hard-state write that landed".to_string()
+                } else {
+                    "a hard-state write that did not land".to_string()
+                }
+            }
+            _ => unreachable!("a durable write"),
+        };
+        self.note(format!(
+            "{}: fsync FAILS ({landed}): the node stops",
+            self.name_of(id)
+        ));
+        self.crash(id);
+    }
+
+    /// Runs the commands before the durable write at `w`; the write and the rest complete
+    /// after a delay during which the node takes no input.
+    fn slow_write(&mut self, id: NodeId, mut cmds: Vec<Command>, w: usize, pre: PreStep) {
+        self.check_batch_order(id, &cmds);
+        let rest = cmds.split_off(w);
+        for cmd in cmds {
+            self.execute(id, cmd);
+        }
+        let (lo, hi) = self.slow_fsync_ms;
+        let until = self.now_ms + self.rng.range(lo.max(1), hi.max(1));
+        self.stats.slow_fsyncs += 1;
+        let node = self.nodes.get_mut(&id).expect("alive");
+        node.busy_until = until;
+        let incarnation = node.incarnation;
+        self.note(format!("{}: slow fsync until t={until}", self.name_of(id)));
+        self.schedule(
+            until,
+            Event::Resume {
+                node: id,
+                incarnation,
+                cmds: rest,
+                pre,
+            },
+        );
     }
 
     fn run_commands(&mut self, id: NodeId, cmds: Vec<Command>, limit: Option<usize>) {
@@ -1421,10 +1653,16 @@ impl Cluster {
             .iter()
             .map(|e| format!("{}/t{} {}", e.index, e.term, payload_summary(&e.payload)))
             .collect();
+        let prepares = entries
+            .iter()
+            .any(|e| matches!(e.payload, Payload::Prepare(_)));
         let d = &mut self.nodes.get_mut(&id).expect("known").durable;
         let keep = (first - d.snapshot_index - 1) as usize;
         d.entries.truncate(keep);
         d.entries.extend(entries);
+        if prepares {
+            self.check_one_change_in_log(id);
+        }
         if summary.len() <= 3 {
             self.note(format!("{name} stores {}", summary.join(", ")));
         } else {
@@ -1433,6 +1671,30 @@ impl Cluster {
                 summary.len(),
                 summary[0]
             ));
+        }
+    }
+
+    /// One membership change in flight at a time (design §5.1), in every log: a PREPARE
+    /// is never followed by another PREPARE before its decision — a leader settles an
+    /// undecided PREPARE it holds before it proposes (§5.3, §5.4).
+    fn check_one_change_in_log(&self, id: NodeId) {
+        let d = &self.nodes[&id].durable;
+        let mut open = d.snapshot_topology.in_flight.as_ref().map(|(p, _)| *p);
+        for e in &d.entries {
+            match &e.payload {
+                Payload::Prepare(_) => {
+                    if let Some(p) = open {
+                        self.fail(format!(
+                            "{} stores a PREPARE at {} while the PREPARE at {p} in its log is undecided",
+                            self.name_of(id),
+                            e.index
+                        ));
+                    }
+                    open = Some(e.index);
+                }
+                Payload::Decide { prepare, .. } if open == Some(*prepare) => open = None,
+                _ => {}
+            }
         }
     }
 
@@ -1766,6 +2028,10 @@ impl Cluster {
         self.heal();
         self.drop_rate = 0.0;
         self.dup_rate = 0.0;
+        self.slow_fsync_rate = 0.0;
+        for n in self.nodes.values_mut() {
+            n.fail_fsync = false;
+        }
         self.cfg.min_delay_ms = SimConfig::default().min_delay_ms;
         self.cfg.max_delay_ms = SimConfig::default().max_delay_ms;
         self.held.clear();
@@ -1920,6 +2186,95 @@ pub struct FuzzReport {
     /// no snapshot transfer); convergence and the minority-down liveness phase excuse them.
     pub stranded: Vec<String>,
     pub stats: SimStats,
+    /// Hash of the run's event trace ([`Cluster::trace_hash`]): a replay gives the same.
+    pub trace_hash: u64,
+}
+
+/// What a fuzz run varies beyond its seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FuzzOptions {
+    /// Known bugs to re-introduce in every core (to show the checkers find them).
+    pub bugs: Bugs,
+}
+
+/// The names of the re-introduced bugs, as `GRID_SIM_BUGS` takes them.
+pub const BUG_NAMES: [&str; 4] = [
+    "joiner-quorum",
+    "ack-before-fsync",
+    "change-before-term-commit",
+    "ignore-undecided",
+];
+
+/// Parses a comma-separated list of [`BUG_NAMES`]; `None` names an unknown one.
+pub fn parse_bugs(list: &str) -> Option<Bugs> {
+    let mut b = Bugs::default();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name {
+            "joiner-quorum" => b.joiner_counts_toward_quorum = true,
+            "ack-before-fsync" => b.ack_before_fsync = true,
+            "change-before-term-commit" => b.change_before_own_term_commit = true,
+            "ignore-undecided" => b.ignore_undecided_change = true,
+            _ => return None,
+        }
+    }
+    Some(b)
+}
+
+/// The inverse of [`parse_bugs`].
+pub fn bug_list(b: Bugs) -> String {
+    let flags = [
+        b.joiner_counts_toward_quorum,
+        b.ack_before_fsync,
+        b.change_before_own_term_commit,
+        b.ignore_undecided_change,
+    ];
+    let names: Vec<&str> = BUG_NAMES
+        .iter()
+        .zip(flags)
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+    names.join(",")
+}
+
+/// A membership change a client might ask `at` for: ADD of a new node (named `j<k>`) or
+/// another kind on one of the members `at` knows.
+fn random_change(c: &Cluster, rng: &mut SimRng, at: NodeId, joined: &mut u64) -> ChangeRequest {
+    let members: Vec<NodeId> = c
+        .core(at)
+        .map(|core| {
+            core.topology()
+                .members
+                .keys()
+                .copied()
+                .filter(|&m| m != at)
+                .collect()
+        })
+        .unwrap_or_default();
+    match rng.pick(&members) {
+        Some(target) if rng.below(2) == 0 || c.node_ids().len() >= FUZZ_MAX_NODES => {
+            let kind = [
+                ChangeKind::Drop,
+                ChangeKind::Offline,
+                ChangeKind::Online,
+                ChangeKind::Fail,
+            ][rng.below(4) as usize];
+            ChangeRequest {
+                kind,
+                name: c.name_of(target).to_string(),
+                addr: None,
+            }
+        }
+        _ => {
+            *joined += 1;
+            let name = format!("j{joined}");
+            ChangeRequest {
+                kind: ChangeKind::Add,
+                addr: Some(addr_of(&name)),
+                name,
+            }
+        }
+    }
 }
 
 /// A seeded random run: 3–5 nodes, `steps` random actions (proposals, membership changes,
@@ -1929,12 +2284,30 @@ pub struct FuzzReport {
 /// back, liveness with a minority of the voters down, and convergence. The checkers run
 /// throughout; a failure names the seed and the command that replays it.
 pub fn fuzz(seed: u64, steps: usize) -> FuzzReport {
+    fuzz_with(seed, steps, FuzzOptions::default())
+}
+
+/// The command that replays a fuzz run.
+pub fn replay_command(seed: u64, steps: usize, opts: FuzzOptions) -> String {
+    let bugs = bug_list(opts.bugs);
+    let bugs = if bugs.is_empty() {
+        String::new()
+    } else {
+        format!("GRID_SIM_BUGS={bugs} ")
+    };
+    format!(
+        "{bugs}GRID_SIM_SEED={seed} GRID_SIM_STEPS={steps} cargo test --test grid_core fuzz_replay -- --nocapture"
+    )
+}
+
+/// [`fuzz`] with options (re-introduced bugs).
+pub fn fuzz_with(seed: u64, steps: usize, opts: FuzzOptions) -> FuzzReport {
     let mut rng = SimRng::new(seed ^ 0x5eed_f00d_cafe_d00d);
     let initial = 3 + rng.below(3) as usize;
-    let mut c = Cluster::new(initial, seed);
-    c.set_replay_hint(format!(
-        "replay: GRID_SIM_SEED={seed} GRID_SIM_STEPS={steps} cargo test --test grid_core fuzz_replay -- --nocapture"
-    ));
+    let mut cfg = SimConfig::default();
+    cfg.core.bugs = opts.bugs;
+    let mut c = Cluster::with_config(initial, seed, cfg);
+    c.set_replay_hint(format!("replay: {}", replay_command(seed, steps, opts)));
     let et = c.election_timeout_ms();
     c.run_until(|c| c.leader().is_some(), LIVENESS_ELECTION_TIMEOUTS * et);
     let mut joined = 0u64;
@@ -1956,7 +2329,7 @@ pub fn fuzz(seed: u64, steps: usize) -> FuzzReport {
                     .collect()
             })
             .unwrap_or_default();
-        match rng.below(100) {
+        match rng.below(120) {
             0..=29 => {
                 let at = match leader {
                     Some(l) if rng.below(5) > 0 => l,
@@ -2048,9 +2421,57 @@ pub fn fuzz(seed: u64, steps: usize) -> FuzzReport {
                 let hi = [8, 8, 30, 120][rng.below(4) as usize];
                 c.set_delay(1, hi);
             }
-            _ => {
+            99 => {
                 if let Some(l) = leader {
                     c.crash(l);
+                }
+            }
+            100..=102 => {
+                // Leader isolation: cut off both ways while it still believes it leads.
+                if let Some(l) = leader {
+                    c.isolate(l);
+                }
+            }
+            103..=105 => {
+                let p = [0.0, 0.05, 0.2][rng.below(3) as usize];
+                let hi = [10, 50, 300][rng.below(3) as usize];
+                c.set_slow_fsync(p, 1, hi);
+            }
+            106..=108 => {
+                // A failing fsync stops the node; an append may be torn.
+                if let Some(v) = rng.pick(&alive) {
+                    c.fail_fsync(v);
+                }
+            }
+            109..=113 => {
+                // The leader dies in the middle of a change, and a client asks whichever
+                // node takes the leader role next for another change at once.
+                if let Some(l) = leader {
+                    let req = random_change(&c, &mut rng, l, &mut joined);
+                    c.propose_change(l, req);
+                    c.run_for(rng.range(1, 12));
+                    c.crash(l);
+                    if c.run_until(
+                        |c| c.acting_leader().is_some_and(|a| a != l),
+                        LIVENESS_ELECTION_TIMEOUTS * et,
+                    ) && let Some(a) = c.acting_leader()
+                    {
+                        let req = random_change(&c, &mut rng, a, &mut joined);
+                        c.propose_change(a, req);
+                    }
+                }
+            }
+            _ => {
+                // A change, then its leader isolated or crashed after a short while.
+                if let Some(l) = leader {
+                    let req = random_change(&c, &mut rng, l, &mut joined);
+                    c.propose_change(l, req);
+                    c.run_for(rng.range(1, 20));
+                    if rng.below(2) == 0 {
+                        c.isolate(l);
+                    } else {
+                        c.crash(l);
+                    }
                 }
             }
         }
@@ -2086,6 +2507,7 @@ pub fn fuzz(seed: u64, steps: usize) -> FuzzReport {
         committed_entries: c.committed.len(),
         highest_term: c.leaders.keys().next_back().copied().unwrap_or(0),
         stats: c.stats.clone(),
+        trace_hash: c.trace_hash(),
         ..FuzzReport::default()
     };
     for r in c.requests.values() {

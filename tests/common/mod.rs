@@ -350,6 +350,19 @@ pub fn form_grid(extra: usize) -> Vec<Node> {
         n.add_to(&nodes[0])
             .unwrap_or_else(|e| panic!("ADD NODE {}: {e}", n.name()));
         nodes.push(n);
+        // Every member knows the add committed before the next step (a test that kills
+        // the leader at once should not race the commit notice to the followers).
+        let count = nodes.len();
+        for m in &nodes {
+            wait_for(
+                "the add to reach every member",
+                Duration::from_secs(10),
+                || {
+                    let members = m.members();
+                    members.len() == count && members.iter().all(|(_, s, _)| s == "MEMBER_ONLINE")
+                },
+            );
+        }
     }
     nodes
 }
