@@ -58,9 +58,9 @@
 //! liveness (with every node back, then with a minority of the voters down) and
 //! convergence; a failure prints the command that replays it.
 //!
-//! One known gap is reported rather than failed by the fuzz driver: a member whose log ends
-//! before the snapshot a leader joined from cannot catch up (the core has no snapshot
-//! transfer); [`Cluster::stranded`] names such members.
+//! A member whose log ends before the leader's log start catches up by a snapshot
+//! (`Command::SendSnapshot`, carried out here as a delayed transfer of the leader's applied
+//! state); [`Cluster::stranded`] names members that have not caught up yet.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -2053,9 +2053,8 @@ impl Cluster {
         self.require_settled("after every fault stopped and every node restarted");
     }
 
-    /// Live members that cannot catch up with the leader: it started from a snapshot (it
-    /// joined by grid start) and their logs do not reach that snapshot's last entry, which
-    /// the leader cannot send them — the core has no snapshot transfer.
+    /// Live members behind the leader's log start: their logs do not reach the leader's
+    /// snapshot, so only a snapshot transfer (still under way) can catch them up.
     pub fn stranded(&self) -> Vec<NodeId> {
         let Some(l) = self.leader() else {
             return Vec::new();
@@ -2182,8 +2181,8 @@ pub struct FuzzReport {
     pub changes_rolled_back: usize,
     pub outcome_unknown: usize,
     pub highest_term: Term,
-    /// Members left behind a leader that joined from a snapshot (a known gap: the core has
-    /// no snapshot transfer); convergence and the minority-down liveness phase excuse them.
+    /// Members behind the leader's log start when the run ended (their snapshot transfer
+    /// was still under way); convergence and the minority-down liveness phase excuse them.
     pub stranded: Vec<String>,
     pub stats: SimStats,
     /// Hash of the run's event trace ([`Cluster::trace_hash`]): a replay gives the same.
