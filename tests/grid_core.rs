@@ -550,6 +550,28 @@ fn fuzz_bounded_seeds() {
     );
 }
 
+/// The bounded fuzz again with failure detection on: automatic FAIL/ONLINE changes race
+/// the workload's changes and faults.
+#[test]
+fn fuzz_bounded_seeds_with_failure_detection() {
+    let opts = FuzzOptions {
+        failure_detection: true,
+        ..FuzzOptions::default()
+    };
+    let failures: Vec<u64> = (0..FUZZ_SEEDS)
+        .filter(|&seed| catch_unwind(|| fuzz_with(seed, FUZZ_STEPS, opts)).is_err())
+        .collect();
+    let replays: Vec<String> = failures
+        .iter()
+        .map(|&s| replay_command(s, FUZZ_STEPS, opts))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "fuzz with failure detection failed for seeds {failures:?}; replay with:\n  {}",
+        replays.join("\n  ")
+    );
+}
+
 /// The options named by `GRID_SIM_BUGS` (a comma-separated list of `sim::BUG_NAMES`).
 fn env_options() -> FuzzOptions {
     let bugs = std::env::var("GRID_SIM_BUGS").unwrap_or_default();
@@ -560,6 +582,7 @@ fn env_options() -> FuzzOptions {
                 sim::BUG_NAMES.join(",")
             )
         }),
+        failure_detection: std::env::var("GRID_SIM_FAILURE_DETECTION").is_ok_and(|v| v == "1"),
     }
 }
 
@@ -686,7 +709,10 @@ fn campaign() {
 /// Runs the normal fuzz, with `bugs` re-introduced, over seeds `0..max_seeds` until one of
 /// its checkers fires; returns how many seeds that took and the first line of the report.
 fn seeds_to_catch(bugs: solidgrid::grid::core::Bugs, max_seeds: u64) -> Option<(u64, String)> {
-    let opts = FuzzOptions { bugs };
+    let opts = FuzzOptions {
+        bugs,
+        ..FuzzOptions::default()
+    };
     (0..max_seeds).find_map(|seed| {
         catch_unwind(|| fuzz_with(seed, FUZZ_STEPS, opts))
             .err()

@@ -2194,6 +2194,9 @@ pub struct FuzzReport {
 pub struct FuzzOptions {
     /// Known bugs to re-introduce in every core (to show the checkers find them).
     pub bugs: Bugs,
+    /// Failure detection on: the leader marks silent members failed and brings answering
+    /// failed members back, so automatic changes race the workload's.
+    pub failure_detection: bool,
 }
 
 /// The names of the re-introduced bugs, as `GRID_SIM_BUGS` takes them.
@@ -2289,11 +2292,14 @@ pub fn fuzz(seed: u64, steps: usize) -> FuzzReport {
 /// The command that replays a fuzz run.
 pub fn replay_command(seed: u64, steps: usize, opts: FuzzOptions) -> String {
     let bugs = bug_list(opts.bugs);
-    let bugs = if bugs.is_empty() {
+    let mut bugs = if bugs.is_empty() {
         String::new()
     } else {
         format!("GRID_SIM_BUGS={bugs} ")
     };
+    if opts.failure_detection {
+        bugs.push_str("GRID_SIM_FAILURE_DETECTION=1 ");
+    }
     format!(
         "{bugs}GRID_SIM_SEED={seed} GRID_SIM_STEPS={steps} cargo test --test grid_core fuzz_replay -- --nocapture"
     )
@@ -2305,6 +2311,11 @@ pub fn fuzz_with(seed: u64, steps: usize, opts: FuzzOptions) -> FuzzReport {
     let initial = 3 + rng.below(3) as usize;
     let mut cfg = SimConfig::default();
     cfg.core.bugs = opts.bugs;
+    if opts.failure_detection {
+        // Four election timeouts of silence: long enough that a healthy follower is never
+        // marked, short enough to fire within a run.
+        cfg.core.node_failure_timeout_ms = 4 * cfg.core.election_timeout_ms;
+    }
     let mut c = Cluster::with_config(initial, seed, cfg);
     c.set_replay_hint(format!("replay: {}", replay_command(seed, steps, opts)));
     let et = c.election_timeout_ms();
