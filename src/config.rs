@@ -1474,7 +1474,7 @@ fn resolve(
     }
     check_raft_timeouts(&config.grid, file, &given)?;
     check_grid_secret(&config.grid, file, &given)?;
-    check_security(&config.security, file, &given)?;
+    check_security(&config.security, config.grid.grid_enabled, file, &given)?;
     Ok(config)
 }
 
@@ -1567,6 +1567,7 @@ fn check_grid_secret(grid: &GridConfig, file: &Path, given: &Given) -> Result<()
 /// Certificate.
 fn check_security(
     security: &SecurityConfig,
+    grid_enabled: bool,
     file: &Path,
     given: &Given,
 ) -> Result<(), ConfigError> {
@@ -1617,6 +1618,16 @@ fn check_security(
             ));
         }
     }
+    if grid_enabled && security.certificate.is_some() && security.trusted_ca.is_none() {
+        // A grid node with TLS also connects to its peers over TLS and must be able to
+        // check their certificates.
+        return Err(error(
+            CERTIFICATE,
+            "on a grid-enabled node needs [Security] TrustedCA too: the node checks its \
+             peers' certificates against it"
+                .to_owned(),
+        ));
+    }
     Ok(())
 }
 
@@ -1626,6 +1637,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("solid.ini"))
+    }
+
+    #[test]
+    fn a_tls_grid_node_needs_a_trusted_ca() {
+        let e = err(
+            "[Grid]\nGridEnabled = yes\nSecret = 12345678\n[Security]\nCertificate = n.pem\nKey = n.key\n",
+        );
+        assert_eq!(e.key.as_deref(), Some("Certificate"));
+        assert!(e.message.contains("TrustedCA"), "{e}");
+        ok("[Security]\nCertificate = n.pem\nKey = n.key\n");
+        ok(
+            "[Grid]\nGridEnabled = yes\nSecret = 12345678\n[Security]\nCertificate = n.pem\nKey = n.key\nTrustedCA = ca.pem\n",
+        );
     }
 
     fn ok(text: &str) -> Config {
