@@ -179,8 +179,25 @@ async fn serve(
             crate::VERSION,
             opts.workdir.display()
         ));
-        let (mut engine, report) = Engine::open(&paths, admin, msglog.clone())
-            .map_err(|e| StartError::Other(format!("cannot open the database: {e}")))?;
+        let opened = Engine::open(&paths, admin, msglog.clone());
+        let joining = opts.workdir.join(crate::node::JOIN_MARKER);
+        let (mut engine, report) = match opened {
+            Ok(opened) => opened,
+            // A crash in the middle of storing the common data of an add leaves a
+            // provisional database that may not open: the add never committed, so the
+            // node discards it and waits, empty, to be added again.
+            Err(e) if opts.gridnode && joining.exists() => {
+                msglog.warning(format!(
+                    "the provisional data of an unfinished add cannot be opened ({e}): discarding it"
+                ));
+                crate::engine::remove_database(&paths).map_err(|e| {
+                    StartError::Other(format!("cannot remove the provisional database: {e}"))
+                })?;
+                let _ = std::fs::remove_file(&joining);
+                return Box::pin(serve(opts, config, msglog, shutdown)).await;
+            }
+            Err(e) => return Err(StartError::Other(format!("cannot open the database: {e}"))),
+        };
         if report.created {
             msglog.info(format!(
                 "created a new database {}",

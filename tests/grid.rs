@@ -326,3 +326,18 @@ fn a_restarted_node_far_behind_catches_up_by_snapshot() {
         },
     );
 }
+
+#[test]
+fn unopenable_provisional_data_of_an_unfinished_add_is_discarded() {
+    // What a crash in the middle of storing the common data leaves: the joining marker and
+    // a database file that does not open.
+    let mut n = Node::grid_node();
+    std::fs::write(n.path().join("solgrid.joining"), "G 2").unwrap();
+    std::fs::write(n.path().join("solid.db"), b"not a database").unwrap();
+    n.start(&["-x", "gridnode"]);
+    assert!(n.msglog().contains("discarding it"), "{}", n.msglog());
+    assert!(!n.path().join("solgrid.joining").exists());
+    // It is an empty grid node again and can be added.
+    let nodes = form_grid(0);
+    n.add_to(&nodes[0]).expect("added after discarding");
+}
