@@ -550,6 +550,28 @@ fn fuzz_bounded_seeds() {
     );
 }
 
+/// Seeds that failed with failure detection on, kept as regressions: 2658 tripped the
+/// "two changes behind" rule when a deposed leader committed an entry every later leader
+/// holds (the rule now counts whether the holders meet every majority of the newest
+/// voters).
+const REGRESSION_SEEDS_WITH_FAILURE_DETECTION: [u64; 1] = [2658];
+
+#[test]
+fn fuzz_regression_seeds_with_failure_detection() {
+    let opts = FuzzOptions {
+        failure_detection: true,
+        ..FuzzOptions::default()
+    };
+    for seed in REGRESSION_SEEDS_WITH_FAILURE_DETECTION {
+        if catch_unwind(|| fuzz_with(seed, FUZZ_STEPS, opts)).is_err() {
+            panic!(
+                "regression seed {seed} fails; replay: {}",
+                replay_command(seed, FUZZ_STEPS, opts)
+            );
+        }
+    }
+}
+
 /// The bounded fuzz again with failure detection on: automatic FAIL/ONLINE changes race
 /// the workload's changes and faults.
 #[test]

@@ -1943,12 +1943,28 @@ impl Cluster {
                 node.name, pre.shadow_voters
             ));
         }
+        // A leader two or more changes behind (a deposed leader counting acks from its own
+        // term) may still commit, but only what every future leader will hold: the nodes
+        // storing the entry must meet every majority of the newest committed membership,
+        // whose voters elect every later leader. (Single-node changes guarantee that only
+        // for a membership at most one change behind, so that case needs no count.)
         let second_newest = self.configs.iter().rev().nth(1).copied().unwrap_or(0);
         if pre.shadow_config < second_newest {
-            self.fail(format!(
-                "{} commits {c} counting the voters of the membership at {} — two or more changes behind the committed ones {:?}",
-                node.name, pre.shadow_config, self.configs
-            ));
+            let newest = self.configs.iter().next_back().copied().unwrap_or(0);
+            let newest_voters = self
+                .nodes
+                .values()
+                .find(|n| n.shadow.config_index == newest)
+                .map(|n| n.shadow.voters());
+            let meets_every_majority = newest_voters
+                .as_ref()
+                .is_some_and(|v| 2 * v.iter().filter(|x| holds(x)).count() >= v.len());
+            if !meets_every_majority {
+                self.fail(format!(
+                    "{} commits {c} counting the voters of the membership at {} — two or more changes behind the committed ones {:?} — and the nodes holding it do not meet every majority of the newest voters {newest_voters:?}",
+                    node.name, pre.shadow_config, self.configs
+                ));
+            }
         }
     }
 
