@@ -408,9 +408,6 @@ impl Driver {
         if snapshot.index <= self.core.commit_index() {
             return Ok(());
         }
-        let storage = |e: crate::grid::store::StoreError| {
-            SolidError::server(code::STORAGE, format!("grid log: {e}"))
-        };
         tokio::task::block_in_place(|| -> Result<(), SolidError> {
             self.engine
                 .restore(&snapshot.dump, snapshot.index)
@@ -418,15 +415,15 @@ impl Driver {
             crate::grid::fault::point("during-snapshot-install");
             self.store
                 .reset_to_snapshot(snapshot.index, snapshot.term)
-                .map_err(storage)?;
+                .map_err(grid_log_error)?;
             self.store
                 .set_snapshot_topology(&snapshot.topology)
-                .map_err(storage)?;
+                .map_err(grid_log_error)?;
             let hs = HardState {
                 commit: snapshot.index,
                 ..self.hard_state
             };
-            self.store.set_hard_state(hs).map_err(storage)?;
+            self.store.set_hard_state(hs).map_err(grid_log_error)?;
             self.hard_state = hs;
             Ok(())
         })?;
@@ -457,14 +454,11 @@ impl Driver {
         let Some((through, term, topology)) = self.core.compact(through) else {
             return Ok(());
         };
-        let storage = |e: crate::grid::store::StoreError| {
-            SolidError::server(code::STORAGE, format!("grid log: {e}"))
-        };
         tokio::task::block_in_place(|| -> Result<(), SolidError> {
             self.store
                 .set_snapshot_topology(&topology)
-                .map_err(storage)?;
-            self.store.compact(through, term).map_err(storage)
+                .map_err(grid_log_error)?;
+            self.store.compact(through, term).map_err(grid_log_error)
         })?;
         tracing::info!(through, "grid log compacted");
         Ok(())
@@ -545,9 +539,6 @@ impl Driver {
         commands: Vec<Command>,
         mut respond: Option<oneshot::Sender<Result<Message, SolidError>>>,
     ) -> Result<(), SolidError> {
-        let storage = |e: crate::grid::store::StoreError| {
-            SolidError::server(code::STORAGE, format!("grid log: {e}"))
-        };
         for command in commands {
             match command {
                 Command::PersistHardState {
@@ -562,13 +553,14 @@ impl Driver {
                     };
                     if hs != self.hard_state {
                         tokio::task::block_in_place(|| self.store.set_hard_state(hs))
-                            .map_err(storage)?;
+                            .map_err(grid_log_error)?;
                         self.hard_state = hs;
                     }
                 }
                 Command::AppendLog { entries } => {
                     crate::grid::fault::before_append(&entries, &self.core);
-                    tokio::task::block_in_place(|| self.store.append(&entries)).map_err(storage)?;
+                    tokio::task::block_in_place(|| self.store.append(&entries))
+                        .map_err(grid_log_error)?;
                     crate::grid::fault::after_append(&entries, &self.core);
                 }
                 Command::Send { to, addr, msg } => self.send(to, addr, msg),
@@ -719,4 +711,9 @@ impl Driver {
             last_heard_ago_ms,
         };
     }
+}
+
+/// A failure of the grid-log store, as the node reports it (it stops the driver).
+fn grid_log_error(e: crate::grid::store::StoreError) -> SolidError {
+    SolidError::server(code::STORAGE, format!("grid log: {e}"))
 }

@@ -485,37 +485,46 @@ impl Snapshot {
     }
 
     pub fn table(&self, name: &str) -> Result<Option<TableDef>, DbError> {
-        let catalog = self.txn.open_table(CATALOG)?;
-        match catalog.get(name)? {
-            Some(v) => Ok(Some(decode("catalog entry", v.value())?)),
-            None => Ok(None),
-        }
+        self.get_decoded(CATALOG, name, "catalog entry")
     }
 
     pub fn tables(&self) -> Result<Vec<TableDef>, DbError> {
-        let catalog = self.txn.open_table(CATALOG)?;
-        let mut out = Vec::new();
-        for entry in catalog.iter()? {
-            let (_, v) = entry?;
-            out.push(decode("catalog entry", v.value())?);
-        }
-        Ok(out)
+        self.all_decoded(CATALOG, "catalog entry")
     }
 
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, DbError> {
-        let users = self.txn.open_table(USERS)?;
-        match users.get(name)? {
-            Some(v) => Ok(Some(decode("user entry", v.value())?)),
+        self.get_decoded(USERS, name, "user entry")
+    }
+
+    pub fn users(&self) -> Result<Vec<UserRecord>, DbError> {
+        self.all_decoded(USERS, "user entry")
+    }
+
+    /// One postcard value of a name-keyed table.
+    fn get_decoded<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, DbError> {
+        let t = self.txn.open_table(table)?;
+        match t.get(name)? {
+            Some(v) => Ok(Some(decode(what, v.value())?)),
             None => Ok(None),
         }
     }
 
-    pub fn users(&self) -> Result<Vec<UserRecord>, DbError> {
-        let users = self.txn.open_table(USERS)?;
+    /// Every postcard value of a name-keyed table, in name order.
+    fn all_decoded<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        what: &str,
+    ) -> Result<Vec<T>, DbError> {
+        let t = self.txn.open_table(table)?;
         let mut out = Vec::new();
-        for entry in users.iter()? {
+        for entry in t.iter()? {
             let (_, v) = entry?;
-            out.push(decode("user entry", v.value())?);
+            out.push(decode(what, v.value())?);
         }
         Ok(out)
     }

@@ -96,6 +96,12 @@ impl Node {
     }
 
     pub fn wait_ready(&mut self) {
+        self.wait_answering("", None);
+    }
+
+    /// Waits until the node answers the status probe (over TLS with `tls`), panicking if it
+    /// exits or stays silent past the start-up bound.
+    fn wait_answering(&mut self, how: &str, tls: Option<&ClientTls>) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self
@@ -108,23 +114,23 @@ impl Node {
                     self.stderr()
                 );
             }
-            if rt().block_on(self.try_status()) {
+            if rt().block_on(self.try_status(tls)) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "solid did not answer within {START_TIMEOUT:?}; stderr:\n{}",
+                "solid did not answer{how} within {START_TIMEOUT:?}; stderr:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    async fn try_status(&self) -> bool {
+    async fn try_status(&self, tls: Option<&ClientTls>) -> bool {
         let Ok(cs) = ConnectString::parse(&self.connect_string()) else {
             return false;
         };
-        match Client::connect(&cs).await {
+        match Client::connect_with_tls(&cs, tls).await {
             Ok(mut c) => c.status().await.is_ok(),
             Err(_) => false,
         }
@@ -522,35 +528,7 @@ impl Node {
 
     /// [`Node::wait_ready`] over TLS.
     pub fn wait_ready_tls(&mut self, tls: &ClientTls) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "solid exited during start-up with {status}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            let cs = ConnectString::parse(&self.connect_string()).expect("connect string");
-            let ready = rt().block_on(async {
-                match Client::connect_with_tls(&cs, Some(tls)).await {
-                    Ok(mut c) => c.status().await.is_ok(),
-                    Err(_) => false,
-                }
-            });
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "solid did not answer over TLS within {START_TIMEOUT:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_answering(" over TLS", Some(tls));
     }
 
     /// A logged-in admin client over TLS with this node's client certificate.
