@@ -553,8 +553,10 @@ fn fuzz_bounded_seeds() {
 /// Seeds that failed with failure detection on, kept as regressions: 2658 tripped the
 /// "two changes behind" rule when a deposed leader committed an entry every later leader
 /// holds (the rule now counts whether the holders meet every majority of the newest
-/// voters).
-const REGRESSION_SEEDS_WITH_FAILURE_DETECTION: [u64; 1] = [2658];
+/// voters); 5256 left a 3-voter grid without a leader when a FAIL of n1 was appended on
+/// every node and n2 crashed before acknowledging it (a removal now counts only once it is
+/// known committed, so n1 and n3 commit it).
+const REGRESSION_SEEDS_WITH_FAILURE_DETECTION: [u64; 2] = [2658, 5256];
 
 #[test]
 fn fuzz_regression_seeds_with_failure_detection() {

@@ -214,6 +214,10 @@ pub struct Core {
     /// and commitment count with (Raft's "latest configuration in the log" rule — safe
     /// because one change is in flight at a time and each adds or removes one voter).
     log_topology: Topology,
+    /// A COMMIT in the log, not yet known committed, that takes a voter out, with the
+    /// voters before it. Until it is known committed elections and commitment count the
+    /// voters before it (see [`Core::voters`]).
+    pending_removal: Option<(Index, Vec<NodeId>)>,
     election_deadline_ms: u64,
     last_leader_contact_ms: Option<u64>,
     votes: BTreeSet<NodeId>,
@@ -304,6 +308,7 @@ impl Core {
             commit: restored.snapshot_index,
             applied: restored.snapshot_index,
             log_topology: restored.snapshot_topology.clone(),
+            pending_removal: None,
             snapshot_topology: restored.snapshot_topology.clone(),
             topology: restored.snapshot_topology,
             election_deadline_ms: 0,
@@ -531,8 +536,11 @@ impl Core {
         };
         let index = entry.index;
         self.log.push(entry.clone());
-        if let Ok(t) = membership::apply_entry(&self.log_topology, &entry) {
-            self.log_topology = t;
+        match membership::apply_entry(&self.log_topology, &entry) {
+            Ok(t) => self.advance_log_topology(t, &entry),
+            Err(why) => {
+                tracing::warn!(node = self.id, index, "own entry does not apply: {why}");
+            }
         }
         out.push(Command::AppendLog {
             entries: vec![entry],
@@ -561,18 +569,38 @@ impl Core {
         self.election_deadline_ms = self.now_ms + t + jitter;
     }
 
-    /// The voters elections and commitment count: those of the latest configuration in
-    /// the log.
+    /// The voters elections and commitment count: those of the latest configuration in the
+    /// log — except that a COMMIT taking a voter out counts only once it is known committed
+    /// (until then, the voters before it). Adding follows Raft (the configuration counts
+    /// once appended); removing waits for the commit, so an uncommitted removal never leaves
+    /// the grid needing the voters that remain when the removed one is still there to vote:
+    /// with three voters, a FAIL of n1 appended everywhere and n2 crashing before it acked
+    /// would otherwise leave n1 and n3 — a majority of the committed voters — unable to
+    /// elect or commit anything (simulation seed 5256). Safe for the same reason as Raft's
+    /// single-server changes: the voters before and after one change differ by one node,
+    /// so their majorities intersect, and a log holding a later PREPARE proves the removal
+    /// committed (a leader proposes only after applying the previous decision), so no node
+    /// counts a configuration two changes behind one that is committed.
     fn voters(&self) -> Vec<NodeId> {
-        self.log_topology.voters()
+        match &self.pending_removal {
+            Some((index, before)) if *index > self.commit => before.clone(),
+            _ => self.log_topology.voters(),
+        }
     }
 
     /// Re-derives `log_topology` from the applied topology and the entries after it.
     fn recompute_log_topology(&mut self) {
-        let mut t = self.topology.clone();
-        for e in self.log.iter().filter(|e| e.index > self.applied) {
-            match membership::apply_entry(&t, e) {
-                Ok(next) => t = next,
+        self.log_topology = self.topology.clone();
+        self.pending_removal = None;
+        let pending: Vec<Entry> = self
+            .log
+            .iter()
+            .filter(|e| e.index > self.applied)
+            .cloned()
+            .collect();
+        for e in &pending {
+            match membership::apply_entry(&self.log_topology, e) {
+                Ok(next) => self.advance_log_topology(next, e),
                 Err(why) => {
                     tracing::warn!(
                         node = self.id,
@@ -582,7 +610,24 @@ impl Core {
                 }
             }
         }
-        self.log_topology = t;
+    }
+
+    /// Moves `log_topology` past one entry (`next` is it applied) and keeps
+    /// `pending_removal` up to date: set by a COMMIT that takes voters out, cleared by a
+    /// later PREPARE (which proves it committed) or a later decision.
+    fn advance_log_topology(&mut self, next: Topology, e: &Entry) {
+        match e.payload {
+            Payload::Prepare(_) => self.pending_removal = None,
+            Payload::Decide { .. } => {
+                let before = self.log_topology.voters();
+                let after = next.voters();
+                let removes =
+                    after.len() < before.len() && after.iter().all(|v| before.contains(v));
+                self.pending_removal = removes.then_some((e.index, before));
+            }
+            _ => {}
+        }
+        self.log_topology = next;
     }
 
     fn is_voter(&self, id: NodeId) -> bool {

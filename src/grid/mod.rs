@@ -6,6 +6,7 @@ pub mod driver;
 pub mod fault;
 pub mod membership;
 pub mod peer;
+pub mod placement;
 pub mod sim;
 pub mod store;
 pub mod types;
