@@ -4,6 +4,7 @@
 pub mod core;
 pub mod driver;
 pub mod fault;
+pub mod gam;
 pub mod membership;
 pub mod peer;
 pub mod placement;
