@@ -238,6 +238,9 @@ pub struct Client {
     /// Connected in plain text: a TLS node answers the first call with bytes that are not
     /// HTTP/2, or closes the connection.
     plain_text: bool,
+    /// Statements say they come from a grid connection (design §7.4): the node forwards
+    /// keyed statements to their partition's primary instead of answering 13630.
+    grid_connection: bool,
 }
 
 /// Shows the endpoint and whether a session is open, never the session token.
@@ -280,6 +283,7 @@ impl Client {
                         session: None,
                         tls_without_certificate: tls.is_some_and(|t| !t.has_identity()),
                         plain_text: tls.is_none(),
+                        grid_connection: false,
                     });
                 }
                 Err(why) => {
@@ -336,6 +340,12 @@ impl Client {
     }
 
     /// Whether [`Client::login`] succeeded and no logout followed.
+    /// Marks this connection as part of a grid connection: keyed statements for partitions
+    /// whose primary is elsewhere are forwarded by the node (design §7.4).
+    pub fn set_grid_connection(&mut self, on: bool) {
+        self.grid_connection = on;
+    }
+
     pub fn is_logged_in(&self) -> bool {
         self.session.is_some()
     }
@@ -425,6 +435,7 @@ impl Client {
         let request = pb::ExecuteRequest {
             session: self.session.clone().unwrap_or_default(),
             statement: statement.to_string(),
+            grid_connection: self.grid_connection,
         };
         let mut stream = self
             .rpc

@@ -13,6 +13,7 @@
 //! next start recovers from the log. A checkpoint (a durable commit of the database file)
 //! lets the log drop the records it covers.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,10 +21,11 @@ use parking_lot::Mutex;
 
 use crate::auth;
 use crate::error::{SolidError, SolidResult, code};
+use crate::grid::placement::{CopyState, PartitionPlacement};
 use crate::msglog::MessageLog;
 use crate::sql::ast::Statement;
 use crate::sql::exec::{self, Output, SessionUser};
-use crate::storage::db::{Change, Db, DbDump, DbError, LogRecord, Snapshot, UserRecord};
+use crate::storage::db::{Change, Db, DbDump, DbError, LogRecord, Snapshot, TableDef, UserRecord};
 use crate::storage::logfs::{DiskFs, LogFs};
 use crate::storage::wal::{Wal, WalError};
 
@@ -91,6 +93,145 @@ pub struct Engine {
     on_fatal: FatalHook,
     /// Set once a fatal error happened; every later statement is refused.
     failed: Mutex<Option<String>>,
+    /// Grid-log indexes of recently skipped records and why (for their proposers).
+    rejections: Mutex<BTreeMap<u64, String>>,
+}
+
+/// How many skipped grid records [`Engine::rejection`] remembers.
+const MAX_REMEMBERED_REJECTIONS: usize = 4096;
+
+/// The part of a replicated record this node stores (design §6): every change except rows
+/// of partitions without a copy here. A row of a partition this node is loading is
+/// deferred until the load finished (or, after it, applied when newer than the load's
+/// snapshot). A placement change that takes this node's copy away, or starts a new load
+/// of it, also drops its rows. `Err` when a `RequirePrimary` precondition fails: the record
+/// is skipped whole.
+fn localize(
+    snap: &Snapshot,
+    me: u64,
+    index: u64,
+    changes: Vec<Change>,
+) -> Result<Result<Vec<Change>, String>, DbError> {
+    let mut defs: HashMap<u64, Option<TableDef>> = HashMap::new();
+    let mut placements: HashMap<(u64, u32), Option<PartitionPlacement>> = HashMap::new();
+    fn def_of<'a>(
+        snap: &Snapshot,
+        defs: &'a mut HashMap<u64, Option<TableDef>>,
+        id: u64,
+    ) -> Result<&'a Option<TableDef>, DbError> {
+        if let std::collections::hash_map::Entry::Vacant(e) = defs.entry(id) {
+            e.insert(snap.table_by_id(id)?);
+        }
+        Ok(&defs[&id])
+    }
+    fn placement_of<'a>(
+        snap: &Snapshot,
+        placements: &'a mut HashMap<(u64, u32), Option<PartitionPlacement>>,
+        table_id: u64,
+        partition: u32,
+    ) -> Result<&'a Option<PartitionPlacement>, DbError> {
+        if let std::collections::hash_map::Entry::Vacant(e) =
+            placements.entry((table_id, partition))
+        {
+            let all = snap.placement(table_id)?;
+            e.insert(all.into_iter().nth(partition as usize));
+        }
+        Ok(&placements[&(table_id, partition)])
+    }
+    for c in &changes {
+        if let Change::RequirePrimary {
+            table_id,
+            partition,
+            node,
+        } = c
+        {
+            let primary = placement_of(snap, &mut placements, *table_id, *partition)?
+                .as_ref()
+                .and_then(|p| p.primary);
+            if primary != Some(*node) {
+                return Ok(Err(format!(
+                    "partition {partition} of table id {table_id} moved: its primary is {} now, not node {node}",
+                    primary.map_or_else(|| "none".to_string(), |p| format!("node {p}"))
+                )));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(changes.len());
+    for (ordinal, c) in changes.into_iter().enumerate() {
+        match c {
+            Change::CreateTable(ref d) | Change::AlterTable(ref d) => {
+                defs.insert(d.id, Some(d.clone()));
+                out.push(c);
+            }
+            Change::PutRow {
+                table_id, ref key, ..
+            }
+            | Change::DeleteRow {
+                table_id, ref key, ..
+            } => {
+                let partition = match def_of(snap, &mut defs, table_id)? {
+                    Some(def) => def.partition_of_key(key),
+                    None => None,
+                };
+                let Some(partition) = partition else {
+                    out.push(c);
+                    continue;
+                };
+                let Some(placement) = placement_of(snap, &mut placements, table_id, partition)?
+                else {
+                    // A partitioned table without placement (created outside a grid and
+                    // not placed yet): every node keeps its rows.
+                    out.push(c);
+                    continue;
+                };
+                match placement.copies.get(&me) {
+                    Some(CopyState::Ready) => out.push(c),
+                    Some(CopyState::Loading { .. }) => {
+                        match snap.load_state(table_id, partition)? {
+                            Some(through) if index > through => out.push(c),
+                            Some(_) => {}
+                            None => out.push(Change::DeferRow {
+                                table_id,
+                                partition,
+                                index,
+                                ordinal: ordinal as u32,
+                                change: Box::new(c),
+                            }),
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Change::SetPlacement {
+                table_id,
+                partition,
+                ref placement,
+            } => {
+                let before = placement_of(snap, &mut placements, table_id, partition)?
+                    .as_ref()
+                    .and_then(|p| p.copies.get(&me).copied());
+                let after = placement.copies.get(&me).copied();
+                placements.insert((table_id, partition), Some(placement.clone()));
+                out.push(c);
+                let starts_load = matches!(after, Some(CopyState::Loading { .. }))
+                    && !matches!(before, Some(CopyState::Loading { .. }));
+                if (before.is_some() && after.is_none()) || starts_load {
+                    out.push(Change::DropPartitionRows {
+                        table_id,
+                        partition,
+                    });
+                }
+                if before != after {
+                    out.push(Change::ClearLoadState {
+                        table_id,
+                        partition,
+                    });
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(Ok(out))
 }
 
 impl std::fmt::Debug for Engine {
@@ -178,6 +319,7 @@ impl Engine {
             msglog,
             on_fatal: Box::new(|_| {}),
             failed: Mutex::new(None),
+            rejections: Mutex::new(BTreeMap::new()),
         };
         let has_users = !engine.db.snapshot()?.users()?.is_empty();
         match (has_users, admin) {
@@ -250,6 +392,11 @@ impl Engine {
                 format!("User {} no longer exists", user.name),
             )),
         }
+    }
+
+    /// A consistent read view of the database (refused once the engine failed).
+    pub fn read_snapshot(&self) -> SolidResult<Snapshot> {
+        self.snapshot()
     }
 
     fn snapshot(&self) -> SolidResult<Snapshot> {
@@ -374,14 +521,116 @@ impl Engine {
     /// Applies a committed grid-log data entry at `index`, durably (transaction log fsync),
     /// recording the index with it. Entries at or below the recorded index were applied
     /// before a restart and are skipped, so replaying the grid log is exact.
-    pub fn apply_replicated(&self, index: u64, mut record: LogRecord) -> SolidResult<()> {
+    ///
+    /// `me` is this node's id in a grid: rows of partitioned tables are kept only where the
+    /// placement has a copy of their partition on this node (see [`localize`]). Returns
+    /// why the record was skipped whole when one of its `RequirePrimary` preconditions
+    /// fails (the planner was no longer the partition's primary); every node decides that
+    /// alike, because they all apply the same placement at the same index.
+    pub fn apply_replicated(
+        &self,
+        index: u64,
+        record: LogRecord,
+        me: Option<u64>,
+    ) -> SolidResult<Option<String>> {
         let wal = self.wal.lock();
         if index <= self.grid_applied_index()? {
-            return Ok(());
+            return Ok(self.rejections.lock().get(&index).cloned());
         }
-        record.changes.push(Change::SetGridApplied(index));
+        let (mut changes, rejected) = match me {
+            None => (record.changes, None),
+            Some(me) => {
+                let snap = self.snapshot()?;
+                match localize(&snap, me, index, record.changes).map_err(storage_error)? {
+                    Ok(changes) => (changes, None),
+                    Err(why) => (Vec::new(), Some(why)),
+                }
+            }
+        };
+        if let Some(why) = &rejected {
+            let mut r = self.rejections.lock();
+            r.insert(index, why.clone());
+            while r.len() > MAX_REMEMBERED_REJECTIONS {
+                r.pop_first();
+            }
+        }
+        changes.push(Change::SetGridApplied(index));
+        self.log_and_apply_locked(wal, &LogRecord { changes })
+            .map_err(|e| self.fail(e))?;
+        Ok(rejected)
+    }
+
+    /// Why the grid-log entry at `index` was skipped, if it was and is still remembered.
+    pub fn rejection(&self, index: u64) -> Option<String> {
+        self.rejections.lock().get(&index).cloned()
+    }
+
+    /// Stores a batch of loaded rows of a partition (see [`Db::load_rows`]).
+    pub fn load_rows(&self, table_id: u64, rows: &[(Vec<u8>, Vec<u8>)]) -> SolidResult<()> {
+        self.check_alive()?;
+        self.db.load_rows(table_id, rows).map_err(storage_error)
+    }
+
+    /// Ends a partition load whose rows reflect the grid log through `snapshot_index`: makes
+    /// the loaded rows durable, then logs `FinishLoad` (which applies the writes deferred
+    /// during the load). Refused — the caller starts over — when the copy is no longer
+    /// loading here or a finished load is already recorded.
+    pub fn finish_load(
+        &self,
+        me: u64,
+        table_id: u64,
+        partition: u32,
+        snapshot_index: u64,
+    ) -> SolidResult<()> {
+        let wal = self.wal.lock();
+        let snap = self.snapshot()?;
+        let placement = snap.placement(table_id).map_err(storage_error)?;
+        let loading = placement
+            .get(partition as usize)
+            .and_then(|p| p.copies.get(&me))
+            .is_some_and(|c| matches!(c, CopyState::Loading { .. }));
+        if !loading
+            || snap
+                .load_state(table_id, partition)
+                .map_err(storage_error)?
+                .is_some()
+        {
+            return Err(SolidError::server(
+                code::STORAGE,
+                format!("partition {partition} of table id {table_id} is no longer loading here"),
+            ));
+        }
+        drop(snap);
+        self.db.checkpoint().map_err(|e| self.fail(e.into()))?;
+        let record = LogRecord {
+            changes: vec![Change::FinishLoad {
+                table_id,
+                partition,
+                snapshot_index,
+            }],
+        };
         self.log_and_apply_locked(wal, &record)
             .map_err(|e| self.fail(e))
+    }
+
+    /// Discards this node's rows and deferred writes of a partition whose load did not
+    /// finish (before a new attempt).
+    pub fn reset_load(&self, table_id: u64, partition: u32) -> SolidResult<()> {
+        let record = LogRecord {
+            changes: vec![Change::DropPartitionRows {
+                table_id,
+                partition,
+            }],
+        };
+        self.log_and_apply(&record).map_err(|e| self.fail(e))
+    }
+
+    /// Like [`Engine::dump`] without the rows of partitioned tables: the grid's common data
+    /// (catalog, users, shared rows, placement) as a joining node receives it.
+    pub fn dump_shared(&self) -> SolidResult<DbDump> {
+        self.snapshot()?
+            .dump_rows_of(|def| def.partitioning.is_none())
+            .map_err(storage_error)
     }
 
     /// A consistent copy of catalog, users and rows: the common data a joining node gets.

@@ -7,11 +7,17 @@
 //! member; a rolled-back add turns it back into an empty node. `NodeRuntime` owns that state
 //! behind one lock, and the client and peer services only hold an `Arc` of it.
 
+mod partitioned;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+
+pub use partitioned::StatementContext;
 
 use crate::config::Config;
 use crate::engine::{Engine, StoragePaths};
@@ -63,6 +69,14 @@ pub struct NodeRuntime {
     /// One membership operation at a time on this leader (probe and grid start included).
     membership_op: tokio::sync::Mutex<()>,
     fatal: Arc<tokio::sync::Notify>,
+    /// Peer clients of the data plane, one per address (each keeps its connection).
+    peer_clients: Mutex<HashMap<String, PeerClient>>,
+    /// Partition loads on this node: `(table id, partition)` → progress.
+    loads: Mutex<BTreeMap<(u64, u32), partitioned::LoadState>>,
+    /// The moves the GAM saw last (leader), for `grid status`.
+    moves: Mutex<Vec<partitioned::MoveStatus>>,
+    /// Bumped whenever a grid driver starts, so the background task of an earlier one ends.
+    grid_epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for NodeRuntime {
@@ -106,6 +120,10 @@ impl NodeRuntime {
             grid_write: tokio::sync::Mutex::new(()),
             membership_op: tokio::sync::Mutex::new(()),
             fatal,
+            peer_clients: Mutex::new(HashMap::new()),
+            loads: Mutex::new(BTreeMap::new()),
+            moves: Mutex::new(Vec::new()),
+            grid_epoch: AtomicU64::new(0),
         })
     }
 
@@ -201,6 +219,8 @@ impl NodeRuntime {
             r.hard_state,
         )?;
         self.state.write().grid = Some(handle);
+        let epoch = self.grid_epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::spawn(Arc::clone(self).run_partition_background(epoch));
         let me = Arc::clone(self);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -257,7 +277,34 @@ impl NodeRuntime {
         self: &Arc<Self>,
         user: SessionUser,
         stmt: Statement,
+        ctx: &StatementContext,
     ) -> SolidResult<Output> {
+        if let Statement::CreateUnsupported(s) = &stmt
+            && self.grid().is_some()
+        {
+            return Err(SolidError::table(
+                code::NOT_SUPPORTED_IN_GRID,
+                format!(
+                    "cannot create {}: {} are not supported in a grid",
+                    s.name,
+                    s.object.as_str()
+                ),
+            ));
+        }
+        if matches!(
+            stmt,
+            Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+                | Statement::Select(_)
+        ) && let Some(engine) = self.engine()
+            && self.placed_table(&engine, &stmt)?.is_some()
+        {
+            return match stmt {
+                Statement::Select(_) => self.partitioned_select(&stmt).await,
+                _ => self.partitioned_write(user, stmt, ctx).await,
+            };
+        }
         match stmt {
             Statement::CreateGrid(s) => {
                 require_admin(&user, "CREATE GRID")?;
@@ -307,9 +354,31 @@ impl NodeRuntime {
         if let Output::Write { changes, .. } = &output
             && !changes.is_empty()
         {
-            let record = LogRecord {
-                changes: changes.clone(),
-            };
+            let mut changes = changes.clone();
+            // A new partitioned table is placed in the same entry: its (empty) partitions
+            // get their copies and primaries on the online members at once.
+            let online = view.topology.voters();
+            let placements: Vec<_> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    crate::storage::db::Change::CreateTable(def) => {
+                        def.partitioning.as_ref().map(|p| {
+                            crate::grid::gam::initial_placement(
+                                &online,
+                                def.id,
+                                &def.name,
+                                p.replication_factor,
+                                p.partitions,
+                            )
+                        })
+                    }
+                    _ => None,
+                })
+                .collect();
+            for t in &placements {
+                changes.extend(partitioned::placement_changes(t));
+            }
+            let record = LogRecord { changes };
             grid.propose(Proposal::Data(record.encode())).await?;
         }
         Ok(output)
@@ -704,6 +773,7 @@ impl NodeRuntime {
                 col("CONFIG_INDEX", SqlType::BigInt),
             ],
             primary_key: vec![0],
+            partitioning: None,
         }
     }
 
@@ -953,6 +1023,28 @@ impl PeerHandler for NodeRuntimeHandle {
         }
         self.0.fatal.notify_one();
         Ok(())
+    }
+
+    async fn propose(&self, from: NodeId, record: Vec<u8>) -> Result<u64, SolidError> {
+        self.0.propose_from_peer(from, record).await
+    }
+
+    async fn primary_execute(
+        &self,
+        req: crate::grid::peer::pb::PrimaryExecuteRequest,
+    ) -> Result<u64, SolidError> {
+        self.0.primary_execute_from_peer(req).await
+    }
+
+    async fn scan(
+        &self,
+        req: crate::grid::peer::pb::ScanRequest,
+    ) -> Result<crate::grid::peer::ScanStream, SolidError> {
+        self.0.scan(req).await
+    }
+
+    async fn load_status(&self) -> Vec<crate::grid::peer::pb::LoadProgress> {
+        self.0.load_progress()
     }
 
     async fn abandon(&self, grid: String, node_id: NodeId) -> Result<(), SolidError> {

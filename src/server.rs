@@ -28,7 +28,7 @@ use crate::engine::{Engine, InitialAdmin, StoragePaths};
 use crate::error::{SolidError, SolidResult, code};
 use crate::grid::peer::peer_service;
 use crate::msglog::MessageLog;
-use crate::node::{NodeRuntime, NodeRuntimeHandle};
+use crate::node::{NodeRuntime, NodeRuntimeHandle, StatementContext};
 use crate::pb;
 use crate::pb::solid_client_server::{SolidClient, SolidClientServer};
 use crate::sql::ast::Statement;
@@ -486,7 +486,12 @@ impl ServiceState {
     }
 
     /// Runs one statement and returns what to stream back.
-    async fn execute(&self, token: &str, text: String) -> SolidResult<Output> {
+    async fn execute(
+        &self,
+        token: &str,
+        text: String,
+        grid_connection: bool,
+    ) -> SolidResult<Output> {
         let engine = self.engine()?;
         let session = self.session(token)?;
         if text.len() > MAX_STATEMENT_BYTES {
@@ -506,7 +511,11 @@ impl ServiceState {
             }
             return self.admin_command(&engine, &cmd.command).await;
         }
-        self.node.execute(user, stmt).await
+        let ctx = StatementContext {
+            text,
+            grid_connection,
+        };
+        self.node.execute(user, stmt, &ctx).await
     }
 
     async fn admin_command(&self, engine: &Arc<Engine>, text: &str) -> SolidResult<Output> {
@@ -566,11 +575,12 @@ impl ServiceState {
                     .collect(),
             )),
             ["grid", "nodeinfo"] => self.node.nodeinfo(),
+            ["grid", "status"] => self.node.grid_status(),
             ["grid", "shutdown"] => self.node.grid_shutdown().await,
             _ => Err(SolidError::server(
                 code::UNKNOWN_ADMIN_COMMAND,
                 format!(
-                    "unknown ADMIN COMMAND '{text}' (known: makecp, status, version, parameter grid, grid nodeinfo, grid shutdown)"
+                    "unknown ADMIN COMMAND '{text}' (known: makecp, status, version, parameter grid, grid nodeinfo, grid status, grid shutdown)"
                 ),
             )),
         }
@@ -682,7 +692,10 @@ impl SolidClient for ClientService {
         let (tx, rx) = mpsc::channel(REPLY_BUFFER);
         let state = self.inner.clone();
         tokio::spawn(async move {
-            match state.execute(&req.session, req.statement).await {
+            match state
+                .execute(&req.session, req.statement, req.grid_connection)
+                .await
+            {
                 Ok(output) => stream_output(output, tx).await,
                 Err(e) => {
                     if e.class != crate::error::ErrorClass::Syntax {

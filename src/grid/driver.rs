@@ -519,7 +519,8 @@ impl Driver {
             index,
             term,
             topology,
-            dump: self.engine.dump()?,
+            // Rows of partitioned tables stay where their copies are; the GAM loads them.
+            dump: self.engine.dump_shared()?,
         })
     }
 
@@ -625,7 +626,9 @@ impl Driver {
                 Payload::Data(bytes) => {
                     let record = LogRecord::decode(bytes)
                         .map_err(|err| SolidError::server(code::STORAGE, err.to_string()))?;
-                    tokio::task::block_in_place(|| self.engine.apply_replicated(e.index, record))?;
+                    tokio::task::block_in_place(|| {
+                        self.engine.apply_replicated(e.index, record, Some(me))
+                    })?;
                 }
                 Payload::CreateGrid { grid, founder } => self.msglog.info(format!(
                     "grid {grid}: created with founder node {} ({}) at index {}",

@@ -1529,20 +1529,17 @@ mod tests {
     }
 
     #[test]
-    fn planning_a_large_grid_is_cheap() {
-        // 64 tables × 16 partitions × factor 3 on 6 nodes; a 7th node joins. Time the
-        // plans of the first rounds (moves in flight, projections, settles).
+    fn a_large_grid_rebalances_to_a_settled_even_placement() {
+        // 64 tables × 16 partitions × factor 3 on 6 nodes; a 7th node joins. (How long a
+        // plan takes is measured in `benches/grid.rs`, not asserted here.)
         let six: Vec<NodeId> = (1..=6).collect();
         let seven: Vec<NodeId> = (1..=7).collect();
         let mut tables: Vec<TablePlacement> = (0..64)
             .map(|id| initial_placement(&six, id, "t", 3, 16))
             .collect();
         let cfg = GamConfig::default();
-        let mut slowest = std::time::Duration::ZERO;
         for _ in 0..20 {
-            let started = std::time::Instant::now();
             let actions = plan(&seven, &seven, &tables, &cfg);
-            slowest = slowest.max(started.elapsed());
             for a in actions.iter().chain(&finishable(&seven, &tables)) {
                 apply(&mut tables, a).unwrap();
             }
@@ -1553,18 +1550,8 @@ mod tests {
                 .flat_map(|t| &t.partitions)
                 .any(|p| p.copies.contains_key(&7))
         );
-        // Generous for an unoptimised test build on a shared machine (about 40 ms here).
-        assert!(
-            slowest < std::time::Duration::from_millis(500),
-            "{slowest:?}"
-        );
-        // And the whole rebalance ends settled and even.
-        let started = std::time::Instant::now();
         let rounds = run(&seven, &seven, &mut tables, &cfg);
-        eprintln!(
-            "slowest plan {slowest:?}; settled in {rounds} more rounds, {:?}",
-            started.elapsed()
-        );
+        eprintln!("settled in {rounds} more rounds");
         assert_eq!(check_settled(&seven, &tables), Vec::<String>::new());
         spread_ok(&seven, &tables).unwrap();
     }

@@ -877,6 +877,40 @@ pub trait PeerHandler: Send + Sync + 'static {
             "this node does not handle member drops",
         ))
     }
+
+    /// Partitioned tables: a primary's planned write (an encoded `LogRecord`) to replicate;
+    /// answers the committed grid-log index. Only the leader accepts it.
+    async fn propose(&self, from: NodeId, record: Vec<u8>) -> Result<u64, SolidError> {
+        let _ = (from, record);
+        Err(not_served("Propose"))
+    }
+
+    /// Partitioned tables: runs a write statement as the primary of `partitions`.
+    async fn primary_execute(&self, req: pb::PrimaryExecuteRequest) -> Result<u64, SolidError> {
+        let _ = req;
+        Err(not_served("PrimaryExecute"))
+    }
+
+    /// Partitioned tables: the rows of some partitions, as a stream of chunks.
+    async fn scan(&self, req: pb::ScanRequest) -> Result<ScanStream, SolidError> {
+        let _ = req;
+        Err(not_served("Scan"))
+    }
+
+    /// The partition loads running on this node.
+    async fn load_status(&self) -> Vec<pb::LoadProgress> {
+        Vec::new()
+    }
+}
+
+/// The chunks of a [`PeerHandler::scan`]; an error ends the stream.
+pub type ScanStream = tokio::sync::mpsc::Receiver<Result<pb::ScanChunk, SolidError>>;
+
+fn not_served(rpc: &str) -> SolidError {
+    SolidError::grid(
+        code::UNKNOWN_NODE,
+        format!("this node does not handle {rpc}"),
+    )
 }
 
 /// The `SolidPeer` gRPC service over a [`PeerHandler`]; see [`peer_service`].
@@ -944,6 +978,65 @@ fn outcome(rpc: &str, result: Result<(), SolidError>) -> Result<pb::Accepted, pb
 
 #[tonic::async_trait]
 impl SolidPeer for PeerService {
+    type ScanStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ScanChunk, Status>> + Send + 'static>,
+    >;
+
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeReply>, Status> {
+        let req = request.into_inner();
+        let from = sender(req.from, "propose.from").map_err(Status::from)?;
+        let index = self
+            .handler
+            .propose(from, req.record)
+            .await
+            .map_err(|e| Status::from(PeerError::Refused(e)))?;
+        Ok(Response::new(pb::ProposeReply { index }))
+    }
+
+    async fn primary_execute(
+        &self,
+        request: Request<pb::PrimaryExecuteRequest>,
+    ) -> Result<Response<pb::PrimaryExecuteReply>, Status> {
+        let req = request.into_inner();
+        sender(req.from, "primary_execute.from").map_err(Status::from)?;
+        let rows_affected = self
+            .handler
+            .primary_execute(req)
+            .await
+            .map_err(|e| Status::from(PeerError::Refused(e)))?;
+        Ok(Response::new(pb::PrimaryExecuteReply { rows_affected }))
+    }
+
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<Self::ScanStream>, Status> {
+        let req = request.into_inner();
+        sender(req.from, "scan.from").map_err(Status::from)?;
+        let rx = self
+            .handler
+            .scan(req)
+            .await
+            .map_err(|e| Status::from(PeerError::Refused(e)))?;
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            |chunk| chunk.map_err(|e| Status::from(PeerError::Refused(e))),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn load_status(
+        &self,
+        _request: Request<pb::LoadStatusRequest>,
+    ) -> Result<Response<pb::LoadStatusReply>, Status> {
+        Ok(Response::new(pb::LoadStatusReply {
+            loads: self.handler.load_status().await,
+        }))
+    }
+
     async fn vote(
         &self,
         request: Request<pb::VoteRequest>,
@@ -1234,6 +1327,59 @@ impl PeerClient {
             .metadata_mut()
             .insert(SECRET_METADATA_KEY, self.secret.clone());
         request
+    }
+
+    /// Partitioned tables: asks the leader to replicate a planned write; returns its index.
+    pub async fn propose(
+        &self,
+        from: NodeId,
+        record: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u64, PeerError> {
+        let req = self.request(pb::ProposeRequest { from, record }, timeout);
+        let mut rpc = self.rpc.clone();
+        let reply = self.call("Propose", timeout, rpc.propose(req)).await?;
+        Ok(reply.index)
+    }
+
+    /// Partitioned tables: runs a write as the primary of `partitions`; returns the rows
+    /// affected.
+    pub async fn primary_execute(
+        &self,
+        req: pb::PrimaryExecuteRequest,
+        timeout: Duration,
+    ) -> Result<u64, PeerError> {
+        let req = self.request(req, timeout);
+        let mut rpc = self.rpc.clone();
+        let reply = self
+            .call("PrimaryExecute", timeout, rpc.primary_execute(req))
+            .await?;
+        Ok(reply.rows_affected)
+    }
+
+    /// Partitioned tables: opens a row stream (`timeout` bounds the whole stream).
+    pub async fn scan(
+        &self,
+        req: pb::ScanRequest,
+        timeout: Duration,
+    ) -> Result<tonic::Streaming<pb::ScanChunk>, PeerError> {
+        let req = self.request(req, timeout);
+        let mut rpc = self.rpc.clone();
+        self.call("Scan", timeout, rpc.scan(req)).await
+    }
+
+    /// The partition loads running on the node.
+    pub async fn load_status(
+        &self,
+        from: NodeId,
+        timeout: Duration,
+    ) -> Result<Vec<pb::LoadProgress>, PeerError> {
+        let req = self.request(pb::LoadStatusRequest { from }, timeout);
+        let mut rpc = self.rpc.clone();
+        let reply = self
+            .call("LoadStatus", timeout, rpc.load_status(req))
+            .await?;
+        Ok(reply.loads)
     }
 
     /// Runs one call under `timeout` (connecting included) and classifies its failure.

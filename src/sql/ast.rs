@@ -30,6 +30,40 @@ pub enum Statement {
     DropGrid(DropGrid),
     /// `ALTER GRID g …`: handled by the grid layer, not the executor.
     AlterGrid(AlterGrid),
+    /// `CREATE {TEMPORARY | TRANSIENT} TABLE …` or `CREATE SEQUENCE s`: recognised so that
+    /// they get a clear refusal (13634 in a grid) rather than a syntax error.
+    CreateUnsupported(CreateUnsupported),
+}
+
+/// An object kind solidgrid recognises but does not create (solidDB refuses them in a grid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsupportedObject {
+    TemporaryTable,
+    TransientTable,
+    Sequence,
+}
+
+impl UnsupportedObject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsupportedObject::TemporaryTable => "temporary tables",
+            UnsupportedObject::TransientTable => "transient tables",
+            UnsupportedObject::Sequence => "sequences",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateUnsupported {
+    pub object: UnsupportedObject,
+    pub name: String,
+}
+
+/// `PARTITION BY (cols) REPLICATION FACTOR n` (design §6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionClause {
+    pub columns: Vec<String>,
+    pub replication_factor: u64,
 }
 
 /// `CREATE TABLE t (col type [NOT NULL] [PRIMARY KEY], …, [PRIMARY KEY (a, b)])`
@@ -40,6 +74,10 @@ pub struct CreateTable {
     /// Primary key column names, in key order; empty when the table has none.
     /// A column-level `PRIMARY KEY` is folded in here by the parser.
     pub primary_key: Vec<String>,
+    /// `UNIQUE` constraints (column-level ones folded in), each a list of column names.
+    pub unique: Vec<Vec<String>>,
+    /// The grid clause: a partitioned table; `None` for a shared table.
+    pub partition: Option<PartitionClause>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

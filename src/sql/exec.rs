@@ -17,10 +17,11 @@ use std::ops::ControlFlow;
 
 use crate::auth;
 use crate::error::{SolidError, SolidResult, code};
+use crate::grid::placement::{DEFAULT_PARTITIONS, Partitioning};
 use crate::sql::ast::{
     AggregateFunc, AlterTableAddColumn, BinaryOp, ColumnDef, CreateTable, CreateUser, Delete,
-    DropTable, DropUser, Expr, GrantAdmin, Insert, Literal, Select, SelectItem, Statement, UnaryOp,
-    Update,
+    DropTable, DropUser, Expr, GrantAdmin, Insert, Literal, PartitionClause, Select, SelectItem,
+    Statement, UnaryOp, Update,
 };
 use crate::sql::value::{SqlType, Value};
 use crate::storage::db::{Change, ColumnMeta, DbError, Snapshot, TableDef, UserRecord};
@@ -95,6 +96,14 @@ pub fn execute(snap: &Snapshot, user: &SessionUser, stmt: &Statement) -> SolidRe
             code::UNKNOWN_ADMIN_COMMAND,
             "ADMIN COMMAND is handled by the server",
         )),
+        Statement::CreateUnsupported(s) => Err(SolidError::table(
+            code::BAD_TABLE_DEFINITION,
+            format!(
+                "cannot create {}: {} are not supported by solidgrid",
+                s.name,
+                s.object.as_str()
+            ),
+        )),
         Statement::CreateGrid(_) | Statement::DropGrid(_) | Statement::AlterGrid(_) => {
             Err(SolidError::server(
                 code::BAD_REQUEST,
@@ -110,6 +119,57 @@ fn column_meta(c: &ColumnDef) -> ColumnMeta {
         sql_type: c.sql_type,
         not_null: c.not_null,
     }
+}
+
+/// Most copies of a partition a table may ask for.
+pub const MAX_REPLICATION_FACTOR: u64 = 7;
+
+/// Validates `PARTITION BY (cols) REPLICATION FACTOR n`: the partition key is the primary
+/// key or its leading columns (so every row of one key lives in one partition, and a
+/// keyed statement names its partition), and the factor is 1 to
+/// [`MAX_REPLICATION_FACTOR`].
+fn partitioning(
+    s: &CreateTable,
+    p: &PartitionClause,
+    primary_key: &[usize],
+    columns: &[ColumnMeta],
+) -> SolidResult<Partitioning> {
+    let bad = |why: String| {
+        SolidError::table(
+            code::BAD_TABLE_DEFINITION,
+            format!("PARTITION BY of table {}: {why}", s.name),
+        )
+    };
+    let mut key = Vec::with_capacity(p.columns.len());
+    for name in &p.columns {
+        let Some(i) = columns.iter().position(|c| &c.name == name) else {
+            return Err(SolidError::table(
+                code::COLUMN_NOT_FOUND,
+                format!(
+                    "Partition key column {name} is not a column of table {}",
+                    s.name
+                ),
+            ));
+        };
+        key.push(i);
+    }
+    if primary_key.is_empty() || !primary_key.starts_with(&key) {
+        return Err(bad(format!(
+            "the partition key ({}) must be the primary key or its leading columns",
+            p.columns.join(", ")
+        )));
+    }
+    if !(1..=MAX_REPLICATION_FACTOR).contains(&p.replication_factor) {
+        return Err(bad(format!(
+            "REPLICATION FACTOR must be 1 to {MAX_REPLICATION_FACTOR}, not {}",
+            p.replication_factor
+        )));
+    }
+    Ok(Partitioning {
+        key,
+        replication_factor: p.replication_factor as u32,
+        partitions: DEFAULT_PARTITIONS,
+    })
 }
 
 fn create_table(snap: &Snapshot, user: &SessionUser, s: &CreateTable) -> SolidResult<Output> {
@@ -156,11 +216,28 @@ fn create_table(snap: &Snapshot, user: &SessionUser, s: &CreateTable) -> SolidRe
         columns[i].not_null = true;
         primary_key.push(i);
     }
+    let partitioning = s
+        .partition
+        .as_ref()
+        .map(|p| partitioning(s, p, &primary_key, &columns))
+        .transpose()?;
+    if let Some(cols) = s.unique.first() {
+        let why = if partitioning.is_some() {
+            "UNIQUE constraints are not allowed on a partitioned table (its rows live on different nodes); only the primary key is unique"
+        } else {
+            "UNIQUE constraints are not supported; make the columns the PRIMARY KEY"
+        };
+        return Err(SolidError::table(
+            code::BAD_TABLE_DEFINITION,
+            format!("UNIQUE ({}) on table {}: {why}", cols.join(", "), s.name),
+        ));
+    }
     let def = TableDef {
         id: snap.next_table_id().map_err(storage)?,
         name: s.name.clone(),
         columns,
         primary_key,
+        partitioning,
     };
     Ok(Output::Write {
         changes: vec![Change::CreateTable(def)],
@@ -251,50 +328,10 @@ fn duplicate_key(def: &TableDef, row: &[Value]) -> SolidError {
 
 fn insert(snap: &Snapshot, s: &Insert) -> SolidResult<Output> {
     let def = get_table(snap, &s.table)?;
-    if s.rows.len() > MAX_INSERT_ROWS {
-        return Err(SolidError::server(
-            code::TOO_LARGE,
-            format!("one INSERT may carry at most {MAX_INSERT_ROWS} rows"),
-        ));
-    }
-    let targets: Vec<usize> = match &s.columns {
-        None => (0..def.columns.len()).collect(),
-        Some(names) => {
-            let mut idx = Vec::with_capacity(names.len());
-            for n in names {
-                let i = def
-                    .column_index(n)
-                    .ok_or_else(|| column_not_found(n, &def))?;
-                if idx.contains(&i) {
-                    return Err(SolidError::table(
-                        code::DUPLICATE_COLUMN,
-                        format!("Column {n} is listed twice"),
-                    ));
-                }
-                idx.push(i);
-            }
-            idx
-        }
-    };
-    let mut changes = Vec::with_capacity(s.rows.len());
+    let rows = insert_rows(&def, s)?;
+    let mut changes = Vec::with_capacity(rows.len());
     let mut keys = HashSet::new();
-    for (ordinal, exprs) in s.rows.iter().enumerate() {
-        if exprs.len() != targets.len() {
-            return Err(SolidError::table(
-                code::VALUE_COUNT,
-                format!(
-                    "row {} has {} values for {} columns",
-                    ordinal + 1,
-                    exprs.len(),
-                    targets.len()
-                ),
-            ));
-        }
-        let mut row = vec![Value::Null; def.columns.len()];
-        for (e, &i) in exprs.iter().zip(&targets) {
-            row[i] = eval_constant(e)?;
-        }
-        let row = check_row(&def, row)?;
+    for (ordinal, row) in rows.into_iter().enumerate() {
         if def.primary_key.is_empty() {
             changes.push(Change::InsertAutoKey {
                 table_id: def.id,
@@ -318,6 +355,77 @@ fn insert(snap: &Snapshot, s: &Insert) -> SolidResult<Output> {
         changes,
         rows_affected: n,
     })
+}
+
+/// The rows an INSERT into `def` would write, coerced and checked (types, NOT NULL,
+/// lengths), without looking at the table's contents.
+pub fn insert_rows(def: &TableDef, s: &Insert) -> SolidResult<Vec<Vec<Value>>> {
+    if s.rows.len() > MAX_INSERT_ROWS {
+        return Err(SolidError::server(
+            code::TOO_LARGE,
+            format!("one INSERT may carry at most {MAX_INSERT_ROWS} rows"),
+        ));
+    }
+    let targets: Vec<usize> = match &s.columns {
+        None => (0..def.columns.len()).collect(),
+        Some(names) => {
+            let mut idx = Vec::with_capacity(names.len());
+            for n in names {
+                let i = def
+                    .column_index(n)
+                    .ok_or_else(|| column_not_found(n, def))?;
+                if idx.contains(&i) {
+                    return Err(SolidError::table(
+                        code::DUPLICATE_COLUMN,
+                        format!("Column {n} is listed twice"),
+                    ));
+                }
+                idx.push(i);
+            }
+            idx
+        }
+    };
+    let mut rows = Vec::with_capacity(s.rows.len());
+    for (ordinal, exprs) in s.rows.iter().enumerate() {
+        if exprs.len() != targets.len() {
+            return Err(SolidError::table(
+                code::VALUE_COUNT,
+                format!(
+                    "row {} has {} values for {} columns",
+                    ordinal + 1,
+                    exprs.len(),
+                    targets.len()
+                ),
+            ));
+        }
+        let mut row = vec![Value::Null; def.columns.len()];
+        for (e, &i) in exprs.iter().zip(&targets) {
+            row[i] = eval_constant(e)?;
+        }
+        rows.push(check_row(def, row)?);
+    }
+    Ok(rows)
+}
+
+/// The partition of a partitioned table that a WHERE clause pins down: a conjunction that
+/// includes `col = constant` for every partition-key column. `None` when it does not (the
+/// statement reaches every partition).
+pub fn pinned_partition(def: &TableDef, filter: Option<&Expr>) -> Option<u32> {
+    let p = def.partitioning.as_ref()?;
+    let mut pinned: Vec<Option<Value>> = vec![None; def.columns.len()];
+    collect_equalities(filter?, def, &mut pinned);
+    let mut row = vec![Value::Null; def.columns.len()];
+    for &i in &p.key {
+        let v = pinned[i]
+            .take()?
+            .coerce_to(def.columns[i].sql_type, &def.columns[i].name)
+            .ok()?;
+        if v.is_null() {
+            return None;
+        }
+        row[i] = v;
+    }
+    Some(p.partition_of_row(&row))
 }
 
 fn column_not_found(name: &str, def: &TableDef) -> SolidError {
@@ -958,6 +1066,7 @@ fn eval_constant(e: &Expr) -> SolidResult<Value> {
         name: String::new(),
         columns: Vec::new(),
         primary_key: Vec::new(),
+        partitioning: None,
     };
     match e {
         Expr::Column(c) => Err(SolidError::syntax(format!(
@@ -1528,6 +1637,7 @@ mod tests {
                 column("TERM", SqlType::BigInt, false),
             ],
             primary_key: Vec::new(),
+            partitioning: None,
         }
     }
 

@@ -50,9 +50,9 @@ use crate::config::MAX_NODE_NAME_LEN;
 use crate::error::SolidError;
 use crate::sql::ast::{
     AdminCommand, AggregateFunc, AlterGrid, AlterTableAddColumn, BinaryOp, ColumnDef,
-    ConnectTarget, CreateGrid, CreateTable, CreateUser, Delete, DropGrid, DropTable, DropUser,
-    Expr, GrantAdmin, GridAction, Insert, Literal, OrderBy, Select, SelectItem, Statement, UnaryOp,
-    Update,
+    ConnectTarget, CreateGrid, CreateTable, CreateUnsupported, CreateUser, Delete, DropGrid,
+    DropTable, DropUser, Expr, GrantAdmin, GridAction, Insert, Literal, OrderBy, PartitionClause,
+    Select, SelectItem, Statement, UnaryOp, UnsupportedObject, Update,
 };
 use crate::sql::lexer::{Keyword, Token, TokenKind, shorten, syntax_error, tokenize};
 use crate::sql::value::{self, MAX_VARCHAR_LEN, SqlType};
@@ -345,6 +345,25 @@ impl Parser<'_> {
                 self.advance();
                 if self.eat_word("TABLE") {
                     Statement::CreateTable(self.create_table()?)
+                } else if self.at_word("TEMPORARY") || self.at_word("TRANSIENT") {
+                    let object = if self.eat_word("TEMPORARY") {
+                        UnsupportedObject::TemporaryTable
+                    } else {
+                        self.advance();
+                        UnsupportedObject::TransientTable
+                    };
+                    self.expect_word("TABLE")?;
+                    // The whole definition is parsed, so a typo is still a syntax error.
+                    let def = self.create_table()?;
+                    Statement::CreateUnsupported(CreateUnsupported {
+                        object,
+                        name: def.name,
+                    })
+                } else if self.eat_word("SEQUENCE") {
+                    Statement::CreateUnsupported(CreateUnsupported {
+                        object: UnsupportedObject::Sequence,
+                        name: self.identifier("sequence name")?,
+                    })
                 } else if self.eat_word("USER") {
                     Statement::CreateUser(self.create_user()?)
                 } else if self.eat_word("GRID") {
@@ -410,6 +429,7 @@ impl Parser<'_> {
         self.expect(&TokenKind::LParen, "'('")?;
         let mut columns = Vec::new();
         let mut primary_key = Vec::new();
+        let mut unique = Vec::new();
         loop {
             let element_start = self.peek().span.start;
             if self.at_word("PRIMARY") && is_word(self.peek_second(), "KEY") {
@@ -420,6 +440,10 @@ impl Parser<'_> {
                 }
                 self.expect(&TokenKind::LParen, "'('")?;
                 primary_key = self.identifier_list("column name")?;
+            } else if self.at_word("UNIQUE") && self.peek_second().kind == TokenKind::LParen {
+                self.advance();
+                self.advance();
+                unique.push(self.identifier_list("column name")?);
             } else {
                 let (column, pk_at) = self.column_def(true)?;
                 if let Some(at) = pk_at {
@@ -427,6 +451,9 @@ impl Parser<'_> {
                         return Err(self.duplicate_primary_key(at));
                     }
                     primary_key = vec![column.name.clone()];
+                }
+                if self.eat_word("UNIQUE") {
+                    unique.push(vec![column.name.clone()]);
                 }
                 columns.push(column);
             }
@@ -438,10 +465,29 @@ impl Parser<'_> {
             return Err(self.expected("at least one column definition"));
         }
         self.expect(&TokenKind::RParen, "',' or ')'")?;
+        let partition = if self.eat_word("PARTITION") {
+            self.expect_word("BY")?;
+            self.expect(&TokenKind::LParen, "'('")?;
+            let columns = self.identifier_list("column name")?;
+            self.expect_word("REPLICATION")?;
+            self.expect_word("FACTOR")?;
+            let replication_factor = self.unsigned("a replication factor")?;
+            Some(PartitionClause {
+                columns,
+                replication_factor,
+            })
+        } else {
+            None
+        };
+        if partition.is_none() && !self.at_end() {
+            return Err(self.expected("PARTITION BY or end of statement"));
+        }
         Ok(CreateTable {
             name,
             columns,
             primary_key,
+            unique,
+            partition,
         })
     }
 
@@ -1235,6 +1281,8 @@ mod tests {
                     column("AT", SqlType::Timestamp, false),
                 ],
                 primary_key: vec!["ID".into(), "Name".into()],
+                unique: vec![],
+                partition: None,
             })
         );
     }
@@ -1249,6 +1297,8 @@ mod tests {
                     column("ID", SqlType::Integer, not_null),
                 ],
                 primary_key: vec!["ID".into()],
+                unique: vec![],
+                partition: None,
             })
         };
         assert_eq!(
@@ -1273,6 +1323,8 @@ mod tests {
                     column("KEY", SqlType::Varchar(MAX_VARCHAR_LEN), false),
                 ],
                 primary_key: vec![],
+                unique: vec![],
+                partition: None,
             })
         );
     }
@@ -1680,6 +1732,8 @@ mod tests {
                     .map(|c| column(c, SqlType::Integer, false))
                     .collect(),
                 primary_key: vec![],
+                unique: vec![],
+                partition: None,
             })
         );
         assert_eq!(expr("node + online"), bin(Add, col("NODE"), col("ONLINE")));

@@ -11,7 +11,14 @@
 //! - `meta`: `applied_seq`, `next_table_id`, `grid_applied_index` → u64
 //! - `catalog`: table name → postcard [`TableDef`]
 //! - `users`: user name → postcard [`UserRecord`]
-//! - `rows`: `table_id (8 bytes, big-endian) ‖ row key` → postcard `Vec<Value>`
+//! - `rows`: `table_id (8 bytes, big-endian) ‖ row key` → postcard `Vec<Value>`; a
+//!   partitioned table's row key starts with its partition (4 bytes, big-endian)
+//! - `placement`: `table_id (8) ‖ partition (4)` → postcard [`PartitionPlacement`]: where a
+//!   partitioned table's partition has its copies and primary (the same on every node)
+//! - `load_state`: `table_id ‖ partition` → the grid index through which this node's
+//!   loading copy holds the partition (set when its load finished; local to the node)
+//! - `deferred`: `table_id ‖ partition ‖ grid index ‖ ordinal` → postcard row [`Change`]:
+//!   writes to a partition this node is still loading, applied when the load finishes
 //!
 //! The same redb file also holds the grid log (`grid_log`, `grid_meta`), owned by
 //! `grid::store` through [`Db::redb`]; nothing here reads or clears those tables.
@@ -30,12 +37,16 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::grid::placement::{PartitionPlacement, Partitioning, TablePlacement};
 use crate::sql::value::{SqlType, Value};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+const PLACEMENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("placement");
+const LOAD_STATE: TableDefinition<&[u8], u64> = TableDefinition::new("load_state");
+const DEFERRED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("deferred");
 
 const APPLIED_SEQ: &str = "applied_seq";
 const NEXT_TABLE_ID: &str = "next_table_id";
@@ -51,6 +62,8 @@ pub struct TableDef {
     /// Indexes into `columns` of the primary key, in key order; empty when the table has
     /// none (rows then get a key derived from their log position).
     pub primary_key: Vec<usize>,
+    /// The grid clause: `None` for a shared table (a full copy on every node).
+    pub partitioning: Option<Partitioning>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,11 +78,32 @@ impl TableDef {
         self.columns.iter().position(|c| c.name == name)
     }
 
-    /// The row's primary-key encoding. Values must already be coerced to column types.
+    /// The row's storage key: the primary-key encoding, prefixed by the row's partition
+    /// (4 bytes, big-endian) in a partitioned table, so one partition is one key range.
+    /// Values must already be coerced to column types.
     pub fn key_of(&self, row: &[Value]) -> Vec<u8> {
         let key: Vec<&Value> = self.primary_key.iter().map(|&i| &row[i]).collect();
-        postcard::to_stdvec(&key).expect("encoding values into a Vec cannot fail")
+        let encoded = postcard::to_stdvec(&key).expect("encoding values into a Vec cannot fail");
+        match &self.partitioning {
+            None => encoded,
+            Some(p) => {
+                let mut k = p.partition_of_row(row).to_be_bytes().to_vec();
+                k.extend_from_slice(&encoded);
+                k
+            }
+        }
     }
+
+    /// The partition a storage key of this table belongs to (`None` for a shared table).
+    pub fn partition_of_key(&self, key: &[u8]) -> Option<u32> {
+        self.partitioning.as_ref()?;
+        partition_of_key(key)
+    }
+}
+
+/// The partition prefix of a partitioned table's storage key.
+pub fn partition_of_key(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.get(..4)?.try_into().ok()?))
 }
 
 /// A database user.
@@ -121,6 +155,50 @@ pub enum Change {
     PutUser(UserRecord),
     DropUser {
         name: String,
+    },
+    /// Sets where a partition's copies and primary are (grid only; every node stores the
+    /// whole placement).
+    SetPlacement {
+        table_id: u64,
+        partition: u32,
+        placement: PartitionPlacement,
+    },
+    /// Deletes this node's rows of one partition (its copy was dropped or its load
+    /// restarts).
+    DropPartitionRows {
+        table_id: u64,
+        partition: u32,
+    },
+    /// A write to a partition this node is loading, kept until the load finishes
+    /// (`change` is a `PutRow` or `DeleteRow`; `index` its grid-log index).
+    DeferRow {
+        table_id: u64,
+        partition: u32,
+        index: u64,
+        ordinal: u32,
+        change: Box<Change>,
+    },
+    /// A partition load finished: the loaded rows reflect the grid log through
+    /// `snapshot_index`. Applies the deferred writes after it in order, forgets the deferred
+    /// ones, and records the load state (later writes apply directly).
+    FinishLoad {
+        table_id: u64,
+        partition: u32,
+        snapshot_index: u64,
+    },
+    /// Forgets a partition's load state and deferred writes (its copy here was dropped,
+    /// became ready, or a new load starts).
+    ClearLoadState {
+        table_id: u64,
+        partition: u32,
+    },
+    /// A precondition of a partitioned write: `node` is the partition's primary. Checked
+    /// before the record is applied (`Engine::apply_replicated`): a record whose planner
+    /// is no longer the primary is skipped whole on every node. Stores nothing.
+    RequirePrimary {
+        table_id: u64,
+        partition: u32,
+        node: u64,
     },
     /// Records the last grid-log index applied to this database (stored in `meta`). A grid
     /// entry's database changes carry it in the same record, so data and grid position move
@@ -202,6 +280,8 @@ pub struct DbDump {
     pub tables: Vec<TableDef>,
     pub users: Vec<UserRecord>,
     pub rows: Vec<(u64, Vec<u8>, Vec<Value>)>,
+    /// `(table id, partition, placement)` of every partitioned table's partitions.
+    pub placements: Vec<(u64, u32, PartitionPlacement)>,
 }
 
 impl DbDump {
@@ -236,6 +316,13 @@ impl DbDump {
         for user in &self.users {
             if !users.insert(user.name.as_str()) {
                 return Err(format!("user {} appears twice", user.name));
+            }
+        }
+        for (table_id, partition, _) in &self.placements {
+            if !widths.contains_key(table_id) {
+                return Err(format!(
+                    "placement of partition {partition} of table id {table_id}, which is not dumped"
+                ));
             }
         }
         for (table_id, _, row) in &self.rows {
@@ -283,6 +370,9 @@ impl Db {
         txn.open_table(CATALOG)?;
         txn.open_table(USERS)?;
         txn.open_table(ROWS)?;
+        txn.open_table(PLACEMENT)?;
+        txn.open_table(LOAD_STATE)?;
+        txn.open_table(DEFERRED)?;
         txn.commit()?;
         Ok(this)
     }
@@ -316,6 +406,26 @@ impl Db {
         Ok(())
     }
 
+    /// Stores rows of a partition being loaded from another node, without the transaction
+    /// log and without forcing them to disk: until the load's `FinishLoad` record, which
+    /// follows a durable commit ([`Db::checkpoint`]), a restart discards them and loads
+    /// again.
+    /// `rows` are `(storage key, stored row bytes)` as [`Snapshot::for_each_raw_in_partition`]
+    /// reads them on the source.
+    pub fn load_rows(&self, table_id: u64, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), DbError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        {
+            let mut t = txn.open_table(ROWS)?;
+            for (key, row) in rows {
+                decode::<Vec<Value>>("a loaded row", row)?;
+                t.insert(row_key(table_id, key).as_slice(), row.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Makes everything applied so far durable in the database file. Afterwards the log
     /// records up to the returned `applied_seq` are no longer needed.
     pub fn checkpoint(&self) -> Result<u64, DbError> {
@@ -344,9 +454,18 @@ impl Db {
             let mut catalog = txn.open_table(CATALOG)?;
             let mut users = txn.open_table(USERS)?;
             let mut rows = txn.open_table(ROWS)?;
+            let mut placement = txn.open_table(PLACEMENT)?;
             catalog.retain(|_, _| false)?;
             users.retain(|_, _| false)?;
             rows.retain(|_, _| false)?;
+            placement.retain(|_, _| false)?;
+            for (table_id, partition, p) in &dump.placements {
+                let bytes = postcard::to_stdvec(p).expect("encoding into a Vec cannot fail");
+                placement.insert(
+                    placement_key(*table_id, *partition).as_slice(),
+                    bytes.as_slice(),
+                )?;
+            }
             for def in &dump.tables {
                 let bytes = postcard::to_stdvec(def).expect("encoding into a Vec cannot fail");
                 catalog.insert(def.name.as_str(), bytes.as_slice())?;
@@ -368,11 +487,30 @@ impl Db {
     }
 }
 
+fn placement_key(table_id: u64, partition: u32) -> [u8; 12] {
+    let mut k = [0; 12];
+    k[..8].copy_from_slice(&table_id.to_be_bytes());
+    k[8..].copy_from_slice(&partition.to_be_bytes());
+    k
+}
+
+fn partition_range(table_id: u64, partition: u32) -> (Vec<u8>, Vec<u8>) {
+    let from = row_key(table_id, &partition.to_be_bytes());
+    let to = match partition.checked_add(1) {
+        Some(next) => row_key(table_id, &next.to_be_bytes()),
+        None => table_prefix(table_id + 1).to_vec(),
+    };
+    (from, to)
+}
+
 fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result<(), DbError> {
     let mut meta = txn.open_table(META)?;
     let mut catalog = txn.open_table(CATALOG)?;
     let mut users = txn.open_table(USERS)?;
     let mut rows = txn.open_table(ROWS)?;
+    let mut placement = txn.open_table(PLACEMENT)?;
+    let mut load_state = txn.open_table(LOAD_STATE)?;
+    let mut deferred = txn.open_table(DEFERRED)?;
     for change in changes {
         match change {
             Change::CreateTable(def) | Change::AlterTable(def) => {
@@ -388,7 +526,94 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
                 let from = table_prefix(*id);
                 let to = table_prefix(id + 1);
                 rows.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+                let from = placement_key(*id, 0);
+                let to = placement_key(id + 1, 0);
+                placement.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+                load_state.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+                deferred.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
             }
+            Change::DeferRow {
+                table_id,
+                partition,
+                index,
+                ordinal,
+                change,
+            } => {
+                let mut k = placement_key(*table_id, *partition).to_vec();
+                k.extend_from_slice(&index.to_be_bytes());
+                k.extend_from_slice(&ordinal.to_be_bytes());
+                let bytes = postcard::to_stdvec(change).expect("encoding into a Vec cannot fail");
+                deferred.insert(k.as_slice(), bytes.as_slice())?;
+            }
+            Change::FinishLoad {
+                table_id,
+                partition,
+                snapshot_index,
+            } => {
+                let from = placement_key(*table_id, *partition);
+                let to = match partition.checked_add(1) {
+                    Some(next) => placement_key(*table_id, next),
+                    None => placement_key(table_id + 1, 0),
+                };
+                let mut later = Vec::new();
+                for entry in deferred.range(from.as_slice()..to.as_slice())? {
+                    let (k, v) = entry?;
+                    let index = u64::from_be_bytes(k.value()[12..20].try_into().expect("key"));
+                    if index > *snapshot_index {
+                        later.push(decode::<Change>("deferred write", v.value())?);
+                    }
+                }
+                for c in later {
+                    match c {
+                        Change::PutRow { table_id, key, row } => {
+                            let bytes =
+                                postcard::to_stdvec(&row).expect("encoding into a Vec cannot fail");
+                            rows.insert(row_key(table_id, &key).as_slice(), bytes.as_slice())?;
+                        }
+                        Change::DeleteRow { table_id, key } => {
+                            rows.remove(row_key(table_id, &key).as_slice())?;
+                        }
+                        other => {
+                            return Err(DbError::Decode(format!(
+                                "a deferred write must be a row change, not {other:?}"
+                            )));
+                        }
+                    }
+                }
+                deferred.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+                load_state.insert(from.as_slice(), *snapshot_index)?;
+            }
+            Change::ClearLoadState {
+                table_id,
+                partition,
+            } => {
+                let from = placement_key(*table_id, *partition);
+                let to = match partition.checked_add(1) {
+                    Some(next) => placement_key(*table_id, next),
+                    None => placement_key(table_id + 1, 0),
+                };
+                deferred.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+                load_state.remove(from.as_slice())?;
+            }
+            Change::SetPlacement {
+                table_id,
+                partition,
+                placement: p,
+            } => {
+                let bytes = postcard::to_stdvec(p).expect("encoding into a Vec cannot fail");
+                placement.insert(
+                    placement_key(*table_id, *partition).as_slice(),
+                    bytes.as_slice(),
+                )?;
+            }
+            Change::DropPartitionRows {
+                table_id,
+                partition,
+            } => {
+                let (from, to) = partition_range(*table_id, *partition);
+                rows.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+            }
+            Change::RequirePrimary { .. } => {}
             Change::PutRow { table_id, key, row } => {
                 let bytes = postcard::to_stdvec(row).expect("encoding into a Vec cannot fail");
                 rows.insert(row_key(*table_id, key).as_slice(), bytes.as_slice())?;
@@ -481,7 +706,116 @@ impl Snapshot {
             tables,
             users,
             rows,
+            placements: self.placement_entries()?,
         })
+    }
+
+    fn placement_entries(&self) -> Result<Vec<(u64, u32, PartitionPlacement)>, DbError> {
+        let t = self.txn.open_table(PLACEMENT)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            let k = k.value();
+            let table_id = u64::from_be_bytes(k[..8].try_into().expect("12-byte key"));
+            let partition = u32::from_be_bytes(k[8..12].try_into().expect("12-byte key"));
+            out.push((table_id, partition, decode("placement", v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The placement of every partition of `table_id`, indexed by partition (empty when
+    /// the table has none: a shared table, or a partitioned one outside a grid).
+    pub fn placement(&self, table_id: u64) -> Result<Vec<PartitionPlacement>, DbError> {
+        let t = self.txn.open_table(PLACEMENT)?;
+        let from = placement_key(table_id, 0);
+        let to = placement_key(table_id + 1, 0);
+        let mut out = Vec::new();
+        for entry in t.range(from.as_slice()..to.as_slice())? {
+            let (_, v) = entry?;
+            out.push(decode("placement", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The placement of every partitioned table that has one, in table-id order.
+    pub fn placements(&self) -> Result<Vec<TablePlacement>, DbError> {
+        let by_id: std::collections::BTreeMap<u64, TableDef> = self
+            .tables()?
+            .into_iter()
+            .filter(|d| d.partitioning.is_some())
+            .map(|d| (d.id, d))
+            .collect();
+        let mut out: Vec<TablePlacement> = Vec::new();
+        for (table_id, _, p) in self.placement_entries()? {
+            let Some(def) = by_id.get(&table_id) else {
+                continue;
+            };
+            match out.last_mut() {
+                Some(t) if t.table_id == table_id => t.partitions.push(p),
+                _ => out.push(TablePlacement {
+                    table_id,
+                    table: def.name.clone(),
+                    replication_factor: def
+                        .partitioning
+                        .as_ref()
+                        .map_or(1, |p| p.replication_factor),
+                    partitions: vec![p],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The grid index through which this node's loading copy of a partition holds it, once
+    /// its load finished (`None` before).
+    pub fn load_state(&self, table_id: u64, partition: u32) -> Result<Option<u64>, DbError> {
+        let t = self.txn.open_table(LOAD_STATE)?;
+        Ok(t.get(placement_key(table_id, partition).as_slice())?
+            .map(|v| v.value()))
+    }
+
+    /// The table with id `id`, if any.
+    pub fn table_by_id(&self, id: u64) -> Result<Option<TableDef>, DbError> {
+        Ok(self.tables()?.into_iter().find(|d| d.id == id))
+    }
+
+    /// Calls `f(key, stored row bytes)` for every row of one partition, in key order, until
+    /// it breaks (no decoding: what a partition load copies).
+    pub fn for_each_raw_in_partition<E>(
+        &self,
+        table_id: u64,
+        partition: u32,
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<E>,
+    ) -> Result<Option<E>, DbError> {
+        let rows = self.txn.open_table(ROWS)?;
+        let (from, to) = partition_range(table_id, partition);
+        for entry in rows.range(from.as_slice()..to.as_slice())? {
+            let (k, v) = entry?;
+            if let ControlFlow::Break(e) = f(&k.value()[8..], v.value()) {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Calls `f(key, row)` for every row of one partition of a partitioned table, in key
+    /// order, until it breaks.
+    pub fn for_each_row_in_partition<E>(
+        &self,
+        table: &TableDef,
+        partition: u32,
+        mut f: impl FnMut(&[u8], Vec<Value>) -> ControlFlow<E>,
+    ) -> Result<Option<E>, DbError> {
+        let rows = self.txn.open_table(ROWS)?;
+        let (from, to) = partition_range(table.id, partition);
+        for entry in rows.range(from.as_slice()..to.as_slice())? {
+            let (k, v) = entry?;
+            let row = padded(table, decode("row", v.value())?);
+            if let ControlFlow::Break(e) = f(&k.value()[8..], row) {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
     }
 
     pub fn table(&self, name: &str) -> Result<Option<TableDef>, DbError> {
@@ -558,6 +892,12 @@ impl Snapshot {
     }
 }
 
+/// Decodes a row as stored (see [`Snapshot::for_each_raw_in_partition`]), padded to the
+/// table's width.
+pub fn decode_row(table: &TableDef, bytes: &[u8]) -> Result<Vec<Value>, DbError> {
+    Ok(padded(table, decode("row", bytes)?))
+}
+
 /// Rows written before an `ADD COLUMN` are shorter than the table: the new columns read NULL.
 fn padded(table: &TableDef, mut row: Vec<Value>) -> Vec<Value> {
     row.resize(table.columns.len(), Value::Null);
@@ -585,6 +925,7 @@ mod tests {
                 },
             ],
             primary_key: vec![0],
+            partitioning: None,
         }
     }
 
@@ -822,6 +1163,7 @@ mod tests {
             tables: vec![t.clone()],
             users: vec![user("CAROL", true)],
             rows: vec![(7, t.key_of(&[Value::Int(1)]), vec![Value::Int(1)])],
+            placements: vec![],
         };
         db.restore(&dump, 0).unwrap();
         let snap = db.snapshot().unwrap();

@@ -258,6 +258,13 @@ impl SyncClient {
         self.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Marks the statements as coming from a grid connection (keyed statements are
+    /// forwarded to their partition's primary).
+    #[allow(dead_code)]
+    pub fn grid_connection(&mut self) {
+        self.inner.set_grid_connection(true);
+    }
+
     /// Executes, expects a failure, and returns its code.
     pub fn err_code(&mut self, sql: &str) -> u32 {
         match self.execute(sql) {
