@@ -2,9 +2,14 @@
 //! between protobuf messages and domain types that the server shares.
 //!
 //! A [`ConnectString`] follows solidDB: `tcp [host] port` for one node, or
-//! `grid tcp h1 p1, tcp h2 p2, …` for a seed list (design §2, §7.4). For now the client
-//! connects to the first seed that answers; learning the topology and routing statements to
-//! the leader or the primary comes later.
+//! `grid tcp h1 p1, tcp h2 p2, …` for a seed list (design §2, §7.4). A [`Client`] talks to
+//! one node (given a seed list, the first that answers); [`Client::topology`] returns the
+//! node's view of its grid ([`GridTopology`]). Routing statements to the leader and
+//! following leader changes is the grid client's job (`crate::grid_client`).
+//!
+//! A call that fails while its channel (re)connects never left this process, and is a
+//! [`ClientError::Connect`]; a connection that fails after a statement was sent leaves its
+//! outcome unknown and is a [`ClientError::Lost`].
 //!
 //! A [`Client`] owns a tonic `Channel` and, after [`Client::login`], a session token.
 //! [`Client::execute`] reads the reply stream of one statement (an optional `Header`, zero

@@ -16,7 +16,10 @@
 //! leader) — the server refuses with those before doing anything (`node::NodeRuntime`,
 //! `grid::core`) — or it lost the session (28004) or has no database (14501). A connection
 //! that broke after a write was sent, and 18510, leave the outcome unknown: the error goes
-//! back to the caller, who decides. A read is retried after a lost connection too.
+//! back to the caller, who decides. A read is retried after a lost connection too. A
+//! connection that sat idle is probed before a statement that must not be sent twice
+//! ([`PROBE_WHEN_IDLE`]), so a node that died meanwhile is found before the statement
+//! leaves.
 //!
 //! After every successful grid statement (`ALTER GRID … ADD NODE` and the like) the client
 //! refreshes the topology, so the nodes it adds are known when the ones it started from die.
