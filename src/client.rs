@@ -2,9 +2,14 @@
 //! between protobuf messages and domain types that the server shares.
 //!
 //! A [`ConnectString`] follows solidDB: `tcp [host] port` for one node, or
-//! `grid tcp h1 p1, tcp h2 p2, …` for a seed list (design §2, §7.4). For now the client
-//! connects to the first seed that answers; learning the topology and routing statements to
-//! the leader or the primary comes later.
+//! `grid tcp h1 p1, tcp h2 p2, …` for a seed list (design §2, §7.4). A [`Client`] talks to
+//! one node (given a seed list, the first that answers); [`Client::topology`] returns the
+//! node's view of its grid ([`GridTopology`]). Routing statements to the leader and
+//! following leader changes is the grid client's job (`crate::grid_client`).
+//!
+//! A call that fails while its channel (re)connects never left this process, and is a
+//! [`ClientError::Connect`]; a connection that fails after a statement was sent leaves its
+//! outcome unknown and is a [`ClientError::Lost`].
 //!
 //! A [`Client`] owns a tonic `Channel` and, after [`Client::login`], a session token.
 //! [`Client::execute`] reads the reply stream of one statement (an optional `Header`, zero
@@ -65,6 +70,28 @@ impl Endpoint {
     /// The gRPC URI for a TLS connection, `https://host:port`.
     pub fn tls_uri(&self) -> String {
         format!("https{}", &self.uri()["http".len()..])
+    }
+}
+
+impl Endpoint {
+    /// Parses a member address as the grid reports it, `host:port` (`[v6]:port` or
+    /// `v6:port` for IPv6 literals).
+    pub fn from_address(address: &str) -> Result<Endpoint, String> {
+        let bad = || format!("bad node address \"{address}\": expected host:port");
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(bad)?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -206,6 +233,10 @@ pub enum ClientError {
     /// The connection failed or the server broke the protocol after connecting.
     #[error("{0}")]
     Transport(String),
+    /// The connection failed after the statement was sent: it may or may not have taken
+    /// effect. Never retried for a statement that writes.
+    #[error("{0}")]
+    Lost(String),
 }
 
 impl From<SolidError> for ClientError {
@@ -225,6 +256,82 @@ pub struct QueryResult {
     pub rows_affected: u64,
     /// The server's summary, e.g. `Command completed successfully, 3 rows affected.`
     pub message: String,
+}
+
+/// One member of a grid as a node reported it ([`Client::topology`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridMember {
+    pub id: u64,
+    pub name: String,
+    /// `host:port`: where peers, and clients, reach the member.
+    pub address: String,
+    /// Membership state, e.g. `MEMBER_ONLINE`.
+    pub state: String,
+    /// `LEADER`, `FOLLOWER`, `LEARNER` or `NONE`.
+    pub role: String,
+}
+
+/// A node's view of its grid ([`Client::topology`]). A standalone node reports an empty
+/// grid: no name, term 0, no members.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GridTopology {
+    pub grid: String,
+    /// The reporting node's term.
+    pub term: u64,
+    /// Grid-log index of the last membership change the reporting node applied.
+    pub config_index: u64,
+    /// The leader as the reporting node knows it; `None` while there is none (election).
+    pub leader_id: Option<u64>,
+    pub members: Vec<GridMember>,
+    /// The reporting node's own id; `None` when it is not a grid member.
+    pub node_id: Option<u64>,
+}
+
+impl GridTopology {
+    /// Whether the reporting node is in a grid at all.
+    pub fn is_grid(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    pub fn member(&self, id: u64) -> Option<&GridMember> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// The leader, when the reporting node knows one and lists it.
+    pub fn leader(&self) -> Option<&GridMember> {
+        self.leader_id.and_then(|id| self.member(id))
+    }
+
+    /// The member with this address, if any.
+    pub fn member_at(&self, endpoint: &Endpoint) -> Option<&GridMember> {
+        self.members
+            .iter()
+            .find(|m| Endpoint::from_address(&m.address).is_ok_and(|e| &e == endpoint))
+    }
+}
+
+impl From<pb::GridTopology> for GridTopology {
+    fn from(t: pb::GridTopology) -> Self {
+        let nonzero = |id: u64| (id != 0).then_some(id);
+        GridTopology {
+            grid: t.grid,
+            term: t.term,
+            config_index: t.config_index,
+            leader_id: nonzero(t.leader_id),
+            members: t
+                .members
+                .into_iter()
+                .map(|m| GridMember {
+                    id: m.id,
+                    name: m.name,
+                    address: m.address,
+                    state: m.state,
+                    role: m.role,
+                })
+                .collect(),
+            node_id: nonzero(t.node_id),
+        }
+    }
 }
 
 /// A connection to one node, and a session once logged in.
@@ -272,24 +379,9 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let mut failures = Vec::new();
         for endpoint in cs.endpoints() {
-            match connect_channel(endpoint, tls).await {
-                Ok(channel) => {
-                    tracing::debug!(%endpoint, "connected");
-                    let rpc = SolidClientClient::new(channel)
-                        .max_decoding_message_size(MAX_REPLY_MESSAGE_BYTES);
-                    return Ok(Client {
-                        rpc,
-                        endpoint: endpoint.clone(),
-                        session: None,
-                        tls_without_certificate: tls.is_some_and(|t| !t.has_identity()),
-                        plain_text: tls.is_none(),
-                        grid_connection: false,
-                    });
-                }
-                Err(why) => {
-                    tracing::debug!(%endpoint, %why, "connect failed");
-                    failures.push((endpoint, why));
-                }
+            match Self::connect_endpoint(endpoint, tls).await {
+                Ok(client) => return Ok(client),
+                Err(why) => failures.push((endpoint, why)),
             }
         }
         let detail = match (cs, failures.as_slice()) {
@@ -301,6 +393,32 @@ impl Client {
                 .join("; "),
         };
         Err(ClientError::Connect(cs.to_string(), detail))
+    }
+
+    /// Connects to one node; the error says why not (the caller names the node).
+    pub async fn connect_endpoint(
+        endpoint: &Endpoint,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client, String> {
+        match connect_channel(endpoint, tls).await {
+            Ok(channel) => {
+                tracing::debug!(%endpoint, "connected");
+                let rpc = SolidClientClient::new(channel)
+                    .max_decoding_message_size(MAX_REPLY_MESSAGE_BYTES);
+                Ok(Client {
+                    rpc,
+                    endpoint: endpoint.clone(),
+                    session: None,
+                    tls_without_certificate: tls.is_some_and(|t| !t.has_identity()),
+                    plain_text: tls.is_none(),
+                    grid_connection: false,
+                })
+            }
+            Err(why) => {
+                tracing::debug!(%endpoint, %why, "connect failed");
+                Err(why)
+            }
+        }
     }
 
     /// [`call_failed`] for the calls that open a conversation (status, login), with a hint
@@ -371,7 +489,7 @@ impl Client {
             .rpc
             .login(short_call(request))
             .await
-            .map_err(|s| self.first_call_failed("login", &s))?
+            .map_err(|s| self.unsent_or(&s, |s| self.first_call_failed("login", s)))?
             .into_inner();
         match reply.result {
             Some(pb::login_reply::Result::Session(token)) => {
@@ -382,6 +500,40 @@ impl Client {
             None => Err(protocol_violation(
                 "the login reply has neither session nor error",
             )),
+        }
+    }
+
+    /// The grid as the node sees it: members, roles, the leader (needs a session).
+    pub async fn topology(&mut self) -> Result<GridTopology, ClientError> {
+        let request = pb::TopologyRequest {
+            session: self.session.clone().unwrap_or_default(),
+        };
+        let reply = self
+            .rpc
+            .topology(short_call(request))
+            .await
+            .map_err(|s| self.unsent_or(&s, |s| call_failed("topology", s)))?
+            .into_inner();
+        match reply.result {
+            Some(pb::topology_reply::Result::Topology(t)) => Ok(t.into()),
+            Some(pb::topology_reply::Result::Error(e)) => Err(ClientError::Solid(error_from_pb(e))),
+            None => Err(protocol_violation(
+                "the topology reply has neither topology nor error",
+            )),
+        }
+    }
+
+    /// A call's failure: [`ClientError::Connect`] when the channel could not (re)connect to
+    /// the node, so the request never left this process; `otherwise` for the rest.
+    fn unsent_or(
+        &self,
+        s: &tonic::Status,
+        otherwise: impl FnOnce(&tonic::Status) -> ClientError,
+    ) -> ClientError {
+        if is_connect_failure(s) {
+            ClientError::Connect(self.endpoint.to_string(), describe_status(s))
+        } else {
+            otherwise(s)
         }
     }
 
@@ -437,19 +589,17 @@ impl Client {
             statement: statement.to_string(),
             grid_connection: self.grid_connection,
         };
-        let mut stream = self
-            .rpc
-            .execute(request)
-            .await
-            .map_err(|s| statement_failed(&s))?
-            .into_inner();
+        let mut stream = match self.rpc.execute(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(s) => return Err(self.unsent_or(&s, statement_failed)),
+        };
         let mut columns: Option<Vec<(String, String)>> = None;
         let mut saw_rows = false;
         loop {
             let reply = match stream.message().await {
                 Ok(Some(reply)) => reply,
                 Ok(None) => {
-                    return Err(ClientError::Transport(
+                    return Err(ClientError::Lost(
                         "connection lost: outcome unknown (the reply ended before the \
                          statement finished)"
                             .to_string(),
@@ -563,6 +713,20 @@ fn describe_status(s: &tonic::Status) -> String {
     text
 }
 
+/// Whether a call failed while its channel was (re)connecting to the node: tonic reports
+/// the connector's [`tonic::ConnectError`] in the status's source chain. Such a request was
+/// never sent, so it is safe to send again elsewhere (the grid client relies on this).
+fn is_connect_failure(s: &tonic::Status) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = s.source();
+    while let Some(e) = next {
+        if e.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Whether a status means the call may have reached the server before the connection
 /// failed, rather than the server rejecting it.
 fn is_connection_failure(code: tonic::Code) -> bool {
@@ -594,7 +758,7 @@ fn call_failed(call: &str, s: &tonic::Status) -> ClientError {
 /// Maps the failure of an `Execute` call: a broken connection leaves the outcome unknown.
 fn statement_failed(s: &tonic::Status) -> ClientError {
     if is_connection_failure(s.code()) {
-        ClientError::Transport(format!(
+        ClientError::Lost(format!(
             "connection lost: outcome unknown ({})",
             describe_status(s)
         ))
@@ -666,7 +830,7 @@ pub fn error_to_pb(e: &SolidError) -> pb::SolidError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::code;
 
@@ -788,7 +952,7 @@ mod tests {
 
     /// A tiny in-test server with canned replies, to exercise the stream handling and the
     /// error mapping without the real node.
-    mod fake {
+    pub(crate) mod fake {
         use std::pin::Pin;
         use std::sync::{Arc, Mutex};
 
@@ -941,6 +1105,43 @@ mod tests {
                 Ok(Response::new(Box::pin(tokio_stream::iter(parts))))
             }
 
+            async fn topology(
+                &self,
+                request: Request<pb::TopologyRequest>,
+            ) -> Result<Response<pb::TopologyReply>, Status> {
+                use pb::topology_reply::Result as R;
+                let result = if request.into_inner().session == SESSION {
+                    R::Topology(pb::GridTopology {
+                        grid: "G".into(),
+                        term: 3,
+                        config_index: 7,
+                        leader_id: 2,
+                        members: vec![
+                            pb::GridMember {
+                                id: 1,
+                                name: "n1".into(),
+                                address: "127.0.0.1:1".into(),
+                                state: "MEMBER_ONLINE".into(),
+                                role: "FOLLOWER".into(),
+                            },
+                            pb::GridMember {
+                                id: 2,
+                                name: "n2".into(),
+                                address: "[::1]:2".into(),
+                                state: "MEMBER_ONLINE".into(),
+                                role: "LEADER".into(),
+                            },
+                        ],
+                        node_id: 1,
+                    })
+                } else {
+                    R::Error(error(28004, "Auth", "not logged in"))
+                };
+                Ok(Response::new(pb::TopologyReply {
+                    result: Some(result),
+                }))
+            }
+
             async fn status(
                 &self,
                 _request: Request<pb::StatusRequest>,
@@ -953,6 +1154,29 @@ mod tests {
                     grid_enabled: true,
                 }))
             }
+        }
+
+        /// Like [`serve`], stopping (gracefully, so open connections are closed) when the
+        /// sender fires; the handle finishes once the server is gone.
+        pub async fn serve_stoppable(
+            fake: Fake,
+        ) -> (
+            u16,
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        ) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let handle = tokio::spawn(async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(SolidClientServer::new(fake))
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+            (port, tx, handle)
         }
 
         /// Serves `fake` on 127.0.0.1 at an ephemeral port; returns the port.
@@ -1082,7 +1306,12 @@ mod tests {
         ];
         for (statement, text) in expect {
             match client.execute(statement).await {
-                Err(ClientError::Transport(t)) => assert!(t.starts_with(text), "{statement}: {t}"),
+                Err(ClientError::Transport(t)) if statement != "TRUNCATED" => {
+                    assert!(t.starts_with(text), "{statement}: {t}")
+                }
+                Err(ClientError::Lost(t)) if statement == "TRUNCATED" => {
+                    assert!(t.starts_with(text), "{statement}: {t}")
+                }
                 other => panic!("{statement}: unexpected {other:?}"),
             }
         }
@@ -1125,6 +1354,69 @@ mod tests {
         assert!(!client.is_logged_in());
         client.logout().await.unwrap();
         assert_eq!(*logouts.lock().unwrap(), vec![fake::SESSION.to_string()]);
+    }
+
+    #[tokio::test]
+    async fn topology_is_converted_and_needs_a_session() {
+        let port = fake::serve(fake::Fake::default()).await;
+        let mut client = Client::connect(&ConnectString::Tcp(ep("127.0.0.1", port)))
+            .await
+            .unwrap();
+        match client.topology().await {
+            Err(ClientError::Solid(e)) => assert_eq!(e.code, code::BAD_SESSION),
+            other => panic!("unexpected {other:?}"),
+        }
+        client.login("admin", "secret").await.unwrap();
+        let t = client.topology().await.unwrap();
+        assert_eq!((t.grid.as_str(), t.term, t.config_index), ("G", 3, 7));
+        assert_eq!((t.leader_id, t.node_id), (Some(2), Some(1)));
+        assert!(t.is_grid());
+        let leader = t.leader().unwrap();
+        assert_eq!(
+            (leader.name.as_str(), leader.role.as_str()),
+            ("n2", "LEADER")
+        );
+        assert_eq!(Endpoint::from_address(&leader.address), Ok(ep("::1", 2)));
+        assert_eq!(t.member_at(&ep("127.0.0.1", 1)).map(|m| m.id), Some(1));
+        assert!(
+            GridTopology::from(pb::GridTopology::default())
+                .leader()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn member_addresses_parse() {
+        assert_eq!(Endpoint::from_address("h1:1315"), Ok(ep("h1", 1315)));
+        assert_eq!(Endpoint::from_address("[::1]:9"), Ok(ep("::1", 9)));
+        assert_eq!(Endpoint::from_address("::1:9"), Ok(ep("::1", 9)));
+        for bad in ["", "h1", "h1:", ":1315", "h1:0", "h1:70000", "h1:x"] {
+            let e = Endpoint::from_address(bad).unwrap_err();
+            assert!(e.contains("expected host:port"), "{bad}: {e}");
+        }
+    }
+
+    /// A statement sent to a node that went away is refused at the (re)connect: the client
+    /// knows it never left, so it is a connect error, not "outcome unknown".
+    #[tokio::test]
+    async fn a_statement_to_a_stopped_node_is_a_connect_error() {
+        let (port, stop, server) = fake::serve_stoppable(fake::Fake::default()).await;
+        let cs = ConnectString::Tcp(ep("127.0.0.1", port));
+        let mut client = Client::connect(&cs).await.unwrap();
+        client.login("admin", "secret").await.unwrap();
+        assert!(client.execute("INSERT").await.is_ok());
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("the fake server stops")
+            .unwrap();
+        match client.execute("INSERT").await {
+            Err(ClientError::Connect(target, why)) => {
+                assert_eq!(target, format!("tcp 127.0.0.1 {port}"));
+                assert!(!why.is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[tokio::test]

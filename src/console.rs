@@ -299,7 +299,7 @@ pub fn format_error(e: &ClientError) -> String {
             "SOLID Communication Error {COMM_SERVER_NOT_FOUND}: Server '{target}' not found, \
              connection failed ({why})"
         ),
-        ClientError::Transport(why) => {
+        ClientError::Transport(why) | ClientError::Lost(why) => {
             format!("SOLID Communication Error {COMM_CONNECTION_BROKEN}: {why}")
         }
     }
@@ -536,7 +536,7 @@ mod tests {
             "SOLID Communication Error 21306: Server 'tcp localhost 1315' not found, \
              connection failed (Connection refused (os error 111))"
         );
-        let e = ClientError::Transport("connection lost: outcome unknown".into());
+        let e = ClientError::Lost("connection lost: outcome unknown".into());
         assert_eq!(
             format_error(&e),
             "SOLID Communication Error 21308: connection lost: outcome unknown"

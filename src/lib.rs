@@ -9,6 +9,7 @@ pub mod console;
 pub mod engine;
 pub mod error;
 pub mod grid;
+pub mod grid_client;
 pub mod msglog;
 pub mod node;
 pub mod server;

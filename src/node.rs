@@ -335,6 +335,10 @@ impl NodeRuntime {
 
     /// A statement that changes the database: directly when standalone, through the grid
     /// log (leader only) in a grid.
+    ///
+    /// A follower answers 18503 (or 18502 without a known leader) before planning anything,
+    /// and the leader's core refuses a proposal with them only before appending it; a grid
+    /// client relies on that to retry both on the leader (`grid_client`).
     async fn write(&self, user: SessionUser, stmt: Statement) -> SolidResult<Output> {
         let engine = self.require_engine()?;
         let Some(grid) = self.grid() else {
@@ -437,9 +441,11 @@ impl NodeRuntime {
             .grid()
             .ok_or_else(|| storage("grid driver did not start"))?;
         if !grid.wait_ready_leader(FOUNDING_TIMEOUT).await {
+            // Not 18502: the grid exists now, and clients retry 18502 as "refused before
+            // anything happened" (a retried CREATE GRID would fail as a second grid).
             return Err(SolidError::grid(
-                code::NO_LEADER,
-                "the grid was created but its founder did not become leader in time; check ADMIN COMMAND 'grid nodeinfo'",
+                code::OUTCOME_UNKNOWN,
+                "the grid was created but its founder did not become a ready leader in time; check ADMIN COMMAND 'grid nodeinfo'",
             ));
         }
         self.msglog.info(format!(
@@ -939,7 +945,10 @@ impl NodeRuntime {
     }
 }
 
-fn role_of(v: &GridView, m: &Member) -> &'static str {
+/// A member's role as `v`'s node sees it: `LEADER`, `FOLLOWER`, `LEARNER` (being added or
+/// reconnecting) or `NONE` (offline, failed, …). Shown by `SYS_GRID_NODES` and the client
+/// service's `Topology`.
+pub fn role_of(v: &GridView, m: &Member) -> &'static str {
     if v.leader == Some(m.id) {
         "LEADER"
     } else {

@@ -26,9 +26,10 @@ use crate::client::{error_to_pb, value_to_pb};
 use crate::config::{Config, ConfigError};
 use crate::engine::{Engine, InitialAdmin, StoragePaths};
 use crate::error::{SolidError, SolidResult, code};
+use crate::grid::driver::GridView;
 use crate::grid::peer::peer_service;
 use crate::msglog::MessageLog;
-use crate::node::{NodeRuntime, NodeRuntimeHandle, StatementContext};
+use crate::node::{NodeRuntime, NodeRuntimeHandle, StatementContext, role_of};
 use crate::pb;
 use crate::pb::solid_client_server::{SolidClient, SolidClientServer};
 use crate::sql::ast::Statement;
@@ -587,6 +588,33 @@ impl ServiceState {
     }
 }
 
+/// The client service's `Topology` reply for a node's grid view; `None` (a standalone or
+/// empty node) gives an empty grid.
+fn topology_to_pb(view: Option<&GridView>) -> pb::GridTopology {
+    let Some(v) = view else {
+        return pb::GridTopology::default();
+    };
+    pb::GridTopology {
+        grid: v.topology.grid.clone(),
+        term: v.term,
+        config_index: v.topology.config_index,
+        leader_id: v.leader.unwrap_or(0),
+        members: v
+            .topology
+            .members
+            .values()
+            .map(|m| pb::GridMember {
+                id: m.id,
+                name: m.name.clone(),
+                address: m.addr.clone(),
+                state: m.state.as_str().to_string(),
+                role: role_of(v, m).to_string(),
+            })
+            .collect(),
+        node_id: v.node_id,
+    }
+}
+
 fn error_reply(e: &SolidError) -> pb::ExecuteReply {
     pb::ExecuteReply {
         part: Some(pb::execute_reply::Part::Error(error_to_pb(e))),
@@ -706,6 +734,21 @@ impl SolidClient for ClientService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn topology(
+        &self,
+        request: Request<pb::TopologyRequest>,
+    ) -> Result<Response<pb::TopologyReply>, Status> {
+        use pb::topology_reply::Result as R;
+        let token = request.into_inner().session;
+        let result = match self.inner.session(&token) {
+            Ok(_) => R::Topology(topology_to_pb(self.inner.node.view().as_ref())),
+            Err(e) => R::Error(error_to_pb(&e)),
+        };
+        Ok(Response::new(pb::TopologyReply {
+            result: Some(result),
+        }))
     }
 
     async fn status(

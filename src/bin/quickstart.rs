@@ -148,9 +148,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let connect = format!("tcp 127.0.0.1 {}", args.port);
+    // A grid connect string: the console follows the leader if it changes.
+    let connect = format!(
+        "grid tcp 127.0.0.1 {}, tcp 127.0.0.1 {}, tcp 127.0.0.1 {}",
+        args.port,
+        args.port + 1,
+        args.port + 2
+    );
     println!(
-        "\nA three-node grid is up; node1 leads. Console on the leader: {} \"{connect}\" {USER} {PASSWORD}\n\
+        "\nA three-node grid is up; node1 leads. Console on the grid: {} \"{connect}\" {USER} {PASSWORD}\n\
          Opening it now; type `exit;` or Ctrl-D to stop the grid.\n",
         solsql.display()
     );

@@ -2,7 +2,9 @@
 //!
 //! `solsql [-e STATEMENTS] [-f FILE] "CONNECT STRING" [user [password]]` connects to a node,
 //! logs in and runs statements from `-e`, from a script file, from piped standard input, or
-//! interactively with line editing and history when standard input is a terminal.
+//! interactively with line editing and history when standard input is a terminal. With a
+//! grid connect string it uses a [`GridClient`]: writes and grid statements go to the
+//! leader, wherever it is now, and the interactive prompt names the leader.
 //! `--status` prints a node's status probe without logging in. `--ca`, `--cert` and `--key`
 //! connect over TLS.
 //!
@@ -21,11 +23,12 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
 
-use solidgrid::client::{Client, ClientTls, ConnectString};
+use solidgrid::client::{Client, ClientError, ClientTls, ConnectString, QueryResult};
 use solidgrid::console::{
     StatementSplitter, format_error, format_result, format_status, is_exit_command,
     is_history_worthy, split_script,
 };
+use solidgrid::grid_client::GridClient;
 
 /// Every statement ran (or the session ended normally).
 const EXIT_OK: u8 = 0;
@@ -44,7 +47,11 @@ const LOGOUT_GRACE: Duration = Duration::from_secs(2);
 
 const AFTER_HELP: &str = "\
 Connect strings: \"tcp [host] port\" (host defaults to localhost), or a grid seed list
-\"grid tcp host port, tcp host port, ...\" (solsql uses the first node that answers).
+\"grid tcp host port, tcp host port, ...\": solsql logs in on the first node that answers,
+learns the grid's members from it, and sends writes and grid statements to the leader,
+following leader changes (a statement refused because there is no leader yet is retried
+for up to 15 s; one whose connection broke after it was sent is not: its outcome is
+unknown). Reads run on the node that ran the previous statement.
 
 Without -e or -f, statements come from standard input: interactively, with line editing and
 history (~/.solsql_history, or the file named by $SOLSQL_HISTORY), when it is a terminal;
@@ -158,15 +165,11 @@ fn run(args: Args) -> u8 {
         }
         None => None,
     };
-    let mut client = match rt.block_on(Client::connect_with_tls(&args.connect, tls.as_ref())) {
-        Ok(client) => client,
-        Err(e) => {
-            println!("{}", format_error(&e));
-            return EXIT_CANNOT_START;
-        }
-    };
     if args.status {
-        return match rt.block_on(client.status()) {
+        return match rt.block_on(async {
+            let mut client = Client::connect_with_tls(&args.connect, tls.as_ref()).await?;
+            client.status().await
+        }) {
             Ok(status) => {
                 println!("{}", format_status(&status));
                 EXIT_OK
@@ -178,15 +181,49 @@ fn run(args: Args) -> u8 {
         };
     }
 
-    let Some((user, password)) = credentials(args.user, args.password) else {
-        return EXIT_CANNOT_START;
+    let session = match &args.connect {
+        ConnectString::Tcp(_) => {
+            let mut client =
+                match rt.block_on(Client::connect_with_tls(&args.connect, tls.as_ref())) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        println!("{}", format_error(&e));
+                        return EXIT_CANNOT_START;
+                    }
+                };
+            let Some((user, password)) = credentials(args.user, args.password) else {
+                return EXIT_CANNOT_START;
+            };
+            if let Err(e) = rt.block_on(client.login(&user, &password)) {
+                println!("{}", format_error(&e));
+                return EXIT_CANNOT_START;
+            }
+            Session::Direct(client)
+        }
+        ConnectString::Grid(_) => {
+            let Some((user, password)) = credentials(args.user, args.password) else {
+                return EXIT_CANNOT_START;
+            };
+            match rt.block_on(GridClient::connect(
+                &args.connect,
+                tls.as_ref(),
+                &user,
+                &password,
+            )) {
+                Ok(client) => Session::Grid(client),
+                Err(e) => {
+                    println!("{}", format_error(&e));
+                    return EXIT_CANNOT_START;
+                }
+            }
+        }
     };
-    if let Err(e) = rt.block_on(client.login(&user, &password)) {
-        println!("{}", format_error(&e));
-        return EXIT_CANNOT_START;
-    }
 
-    let mut console = Console { rt, client };
+    let mut console = Console {
+        rt,
+        session,
+        leader_shown: None,
+    };
     let code = if let Some(statements) = &args.execute {
         console.run_statements(split_script(statements))
     } else if let Some(path) = &args.file {
@@ -243,10 +280,67 @@ fn credentials(user: Option<String>, password: Option<String>) -> Option<(String
     Some((user, password))
 }
 
+/// A logged-in connection to one node (`tcp` connect string), or to a grid (`grid …`).
+enum Session {
+    Direct(Client),
+    Grid(GridClient),
+}
+
+impl Session {
+    async fn execute(&mut self, statement: &str) -> Result<QueryResult, ClientError> {
+        match self {
+            Session::Direct(client) => client.execute(statement).await,
+            Session::Grid(client) => client.execute(statement).await,
+        }
+    }
+
+    async fn logout(&mut self) {
+        match self {
+            Session::Direct(client) => {
+                let _ = client.logout().await;
+            }
+            Session::Grid(client) => client.logout().await,
+        }
+    }
+
+    /// Where the session is, for the banner.
+    fn describe(&self) -> String {
+        match self {
+            Session::Direct(client) => client.endpoint().to_string(),
+            Session::Grid(client) => client.describe(),
+        }
+    }
+
+    /// The leader's name as last learned (grid sessions only).
+    fn leader_name(&self) -> Option<String> {
+        match self {
+            Session::Direct(_) => None,
+            Session::Grid(client) => client.leader().map(|m| m.name.clone()),
+        }
+    }
+
+    /// The interactive prompt: a grid session names the grid and its leader.
+    fn prompt(&self) -> String {
+        match self {
+            Session::Direct(_) => PROMPT.to_string(),
+            Session::Grid(client) => {
+                let t = client.topology();
+                if !t.is_grid() {
+                    return PROMPT.to_string();
+                }
+                let leader = t.leader().map_or("no leader", |m| m.name.as_str());
+                format!("solsql [{} leader {leader}]> ", t.grid)
+            }
+        }
+    }
+}
+
 /// A logged-in session and the runtime its calls block on.
 struct Console {
     rt: Runtime,
-    client: Client,
+    session: Session,
+    /// The leader the interactive console last told the user about.
+    leader_shown: Option<String>,
 }
 
 impl Console {
@@ -256,7 +350,7 @@ impl Console {
         if is_exit_command(statement) {
             return ControlFlow::Break(EXIT_OK);
         }
-        match self.rt.block_on(self.client.execute(statement)) {
+        match self.rt.block_on(self.session.execute(statement)) {
             Ok(result) => {
                 println!("{}", format_result(&result));
                 ControlFlow::Continue(())
@@ -324,17 +418,18 @@ impl Console {
         }
         println!(
             "Connected to '{}'.\nStatements end with ';'. Leave with exit; or Ctrl-D.",
-            self.client.endpoint()
+            self.session.describe()
         );
+        self.leader_shown = self.session.leader_name();
 
         let mut splitter = StatementSplitter::new();
         let code = 'session: loop {
             let prompt = if splitter.in_statement() {
-                CONTINUATION_PROMPT
+                CONTINUATION_PROMPT.to_string()
             } else {
-                PROMPT
+                self.session.prompt()
             };
-            match editor.readline(prompt) {
+            match editor.readline(&prompt) {
                 Ok(line) => {
                     if is_history_worthy(&line) {
                         let _ = editor.add_history_entry(line.as_str());
@@ -367,7 +462,7 @@ impl Console {
 
     /// Runs one statement typed at the terminal; Ctrl-C cancels it. Errors only print.
     fn run_interactive_statement(&mut self, statement: &str) {
-        let Console { rt, client } = self;
+        let Console { rt, session, .. } = self;
         let outcome = rt.block_on(async {
             let interrupted = async {
                 if tokio::signal::ctrl_c().await.is_err() {
@@ -376,7 +471,7 @@ impl Console {
                 }
             };
             tokio::select! {
-                result = client.execute(statement) => Some(result),
+                result = session.execute(statement) => Some(result),
                 () = interrupted => None,
             }
         });
@@ -386,12 +481,19 @@ impl Console {
             // The terminal echoed ^C without a line break.
             None => println!("\nStatement cancelled; its outcome is unknown."),
         }
+        let leader = self.session.leader_name();
+        if leader != self.leader_shown {
+            if let Some(name) = &leader {
+                println!("The grid leader is now {name}.");
+            }
+            self.leader_shown = leader;
+        }
     }
 
     /// Ends the session, waiting at most [`LOGOUT_GRACE`].
     fn logout(&mut self) {
-        let Console { rt, client } = self;
-        let _ = rt.block_on(async { tokio::time::timeout(LOGOUT_GRACE, client.logout()).await });
+        let Console { rt, session, .. } = self;
+        let _ = rt.block_on(async { tokio::time::timeout(LOGOUT_GRACE, session.logout()).await });
     }
 }
 

@@ -158,6 +158,15 @@ fn stopped() -> SolidError {
     SolidError::grid(code::NO_LEADER, "the grid driver of this node has stopped")
 }
 
+/// A proposal's answer when the driver stopped after taking it: it may have been appended
+/// and replicated, so its outcome is unknown.
+fn stopped_in_flight() -> SolidError {
+    SolidError::grid(
+        code::OUTCOME_UNKNOWN,
+        "outcome unknown: the grid driver of this node stopped while the statement was in flight; check SYS_GRID_NODES and the data on the leader",
+    )
+}
+
 impl GridHandle {
     pub fn view(&self) -> GridView {
         self.view.read().clone()
@@ -173,8 +182,22 @@ impl GridHandle {
     }
 
     /// Replicates a proposal and waits for its outcome (applied on this node first).
+    ///
+    /// Once the driver has the proposal it may be in the log, so a driver that stops before
+    /// answering gives "outcome unknown" (18510), never 18502: clients retry 18502 and
+    /// 18503 as "refused before anything happened".
     pub async fn propose(&self, proposal: Proposal) -> Result<Outcome, SolidError> {
-        let fut = self.call(|reply| Request::Propose { proposal, reply });
+        let fut = async {
+            let (tx, rx) = oneshot::channel();
+            self.tx
+                .send(Request::Propose {
+                    proposal,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| stopped())?;
+            rx.await.map_err(|_| stopped_in_flight())?
+        };
         match tokio::time::timeout(PROPOSAL_TIMEOUT, fut).await {
             Ok(r) => r,
             Err(_) => Err(SolidError::grid(
@@ -351,7 +374,7 @@ impl Driver {
             self.refresh_view();
         }
         for (_, reply) in self.replies.drain() {
-            let _ = reply.send(Err(stopped()));
+            let _ = reply.send(Err(stopped_in_flight()));
         }
     }
 
