@@ -555,8 +555,9 @@ fn fuzz_bounded_seeds() {
 /// holds (the rule now counts whether the holders meet every majority of the newest
 /// voters); 5256 left a 3-voter grid without a leader when a FAIL of n1 was appended on
 /// every node and n2 crashed before acknowledging it (a removal now counts only once it is
-/// known committed, so n1 and n3 commit it).
-const REGRESSION_SEEDS_WITH_FAILURE_DETECTION: [u64; 2] = [2658, 5256];
+/// known committed, so n1 and n3 commit it); 13770 was the simulator's own: a crash armed
+/// before the faults stopped fired in the liveness phase.
+const REGRESSION_SEEDS_WITH_FAILURE_DETECTION: [u64; 3] = [2658, 5256, 13770];
 
 #[test]
 fn fuzz_regression_seeds_with_failure_detection() {

@@ -2047,6 +2047,9 @@ impl Cluster {
         self.slow_fsync_rate = 0.0;
         for n in self.nodes.values_mut() {
             n.fail_fsync = false;
+            // A crash armed by `crash_between_commands` is a fault too: a node busy in a
+            // slow fsync would otherwise carry it into the liveness phase (seed 13770).
+            n.crash_after = None;
         }
         self.cfg.min_delay_ms = SimConfig::default().min_delay_ms;
         self.cfg.max_delay_ms = SimConfig::default().max_delay_ms;
