@@ -97,6 +97,12 @@ pub struct Engine {
     rejections: Mutex<BTreeMap<u64, String>>,
 }
 
+/// What this node holds of a partition, as far as applying its writes goes.
+enum LocalCopy {
+    Ready,
+    Loading,
+}
+
 /// How many skipped grid records [`Engine::rejection`] remembers.
 const MAX_REMEMBERED_REJECTIONS: usize = 4096;
 
@@ -184,21 +190,28 @@ fn localize(
                     out.push(c);
                     continue;
                 };
-                match placement.copies.get(&me) {
-                    Some(CopyState::Ready) => out.push(c),
-                    Some(CopyState::Loading { .. }) => {
-                        match snap.load_state(table_id, partition)? {
-                            Some(through) if index > through => out.push(c),
-                            Some(_) => {}
-                            None => out.push(Change::DeferRow {
-                                table_id,
-                                partition,
-                                index,
-                                ordinal: ordinal as u32,
-                                change: Box::new(c),
-                            }),
-                        }
+                let local = match placement.copies.get(&me) {
+                    // A ready copy whose rows a snapshot install wiped loads like a new one.
+                    Some(CopyState::Ready) if snap.is_lost(table_id, partition)? => {
+                        Some(LocalCopy::Loading)
                     }
+                    Some(CopyState::Ready) => Some(LocalCopy::Ready),
+                    Some(CopyState::Loading { .. }) => Some(LocalCopy::Loading),
+                    None => None,
+                };
+                match local {
+                    Some(LocalCopy::Ready) => out.push(c),
+                    Some(LocalCopy::Loading) => match snap.load_state(table_id, partition)? {
+                        Some(through) if index > through => out.push(c),
+                        Some(_) => {}
+                        None => out.push(Change::DeferRow {
+                            table_id,
+                            partition,
+                            index,
+                            ordinal: ordinal as u32,
+                            change: Box::new(c),
+                        }),
+                    },
                     None => {}
                 }
             }
@@ -585,10 +598,14 @@ impl Engine {
         let wal = self.wal.lock();
         let snap = self.snapshot()?;
         let placement = snap.placement(table_id).map_err(storage_error)?;
-        let loading = placement
+        let loading = match placement
             .get(partition as usize)
             .and_then(|p| p.copies.get(&me))
-            .is_some_and(|c| matches!(c, CopyState::Loading { .. }));
+        {
+            Some(CopyState::Loading { .. }) => true,
+            Some(CopyState::Ready) => snap.is_lost(table_id, partition).map_err(storage_error)?,
+            None => false,
+        };
         if !loading
             || snap
                 .load_state(table_id, partition)
@@ -610,6 +627,35 @@ impl Engine {
             }],
         };
         self.log_and_apply_locked(wal, &record)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// After a snapshot from the leader replaced the database (this member was too far
+    /// behind): every copy placed on this node lost its rows, so each is marked lost and
+    /// loaded again like a new copy.
+    pub fn mark_lost_copies(&self, me: u64, index: u64) -> SolidResult<()> {
+        let snap = self.snapshot()?;
+        let mut changes = Vec::new();
+        for t in snap.placements().map_err(storage_error)? {
+            for (p, pl) in t.partitions.iter().enumerate() {
+                if pl.copies.contains_key(&me) {
+                    changes.push(Change::MarkLost {
+                        table_id: t.table_id,
+                        partition: p as u32,
+                        index,
+                    });
+                }
+            }
+        }
+        drop(snap);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.msglog.warning(format!(
+            "the snapshot from the leader replaced this node's partition copies: {} will be loaded again",
+            changes.len()
+        ));
+        self.log_and_apply(&LogRecord { changes })
             .map_err(|e| self.fail(e))
     }
 

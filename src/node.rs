@@ -77,6 +77,8 @@ pub struct NodeRuntime {
     moves: Mutex<Vec<partitioned::MoveStatus>>,
     /// Bumped whenever a grid driver starts, so the background task of an earlier one ends.
     grid_epoch: AtomicU64,
+    /// When the next loaded bytes may come under `[Grid] LoadRateLimit` (all loads share it).
+    load_pace: Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for NodeRuntime {
@@ -124,6 +126,7 @@ impl NodeRuntime {
             loads: Mutex::new(BTreeMap::new()),
             moves: Mutex::new(Vec::new()),
             grid_epoch: AtomicU64::new(0),
+            load_pace: Mutex::new(std::time::Instant::now()),
         })
     }
 

@@ -435,6 +435,8 @@ impl Driver {
             self.engine
                 .restore(&snapshot.dump, snapshot.index)
                 .map_err(|e| SolidError::server(code::STORAGE, e.to_string()))?;
+            self.engine
+                .mark_lost_copies(self.core.id(), snapshot.index)?;
             crate::grid::fault::point("during-snapshot-install");
             self.store
                 .reset_to_snapshot(snapshot.index, snapshot.term)

@@ -241,6 +241,10 @@ impl NodeRuntime {
         ctx: &StatementContext,
     ) -> SolidResult<Output> {
         let engine = self.require_engine()?;
+        // Partitions still to write: a group refused because its partition moved changed
+        // nothing, so only those partitions are tried again; the others are done.
+        let mut remaining: Option<BTreeSet<u32>> = None;
+        let mut total = 0;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -250,17 +254,18 @@ impl NodeRuntime {
                     "the partitioned table is gone",
                 ));
             };
-            let targets = match Self::target_partitions(&def, &stmt)? {
-                Some(t) => t,
-                None => (0..placement.len() as u32).collect(),
+            let targets = match (&remaining, Self::target_partitions(&def, &stmt)?) {
+                (Some(r), _) => r.clone(),
+                (None, Some(t)) => t,
+                (None, None) => (0..placement.len() as u32).collect(),
             };
             let distributed = matches!(stmt, Statement::Update(_) | Statement::Delete(_))
                 && exec::pinned_partition(&def, filter_of(&stmt)).is_none();
             let groups = Self::by_primary(&def, &placement, targets)?;
             let view = self.grid().map(|g| g.view()).unwrap_or_default();
             let me = view.node_id;
-            let remote: Vec<NodeId> = groups.keys().copied().filter(|&n| n != me).collect();
-            if !remote.is_empty() && !distributed && !ctx.grid_connection {
+            let remote = groups.keys().any(|&n| n != me);
+            if remote && !distributed && !ctx.grid_connection {
                 let (p, node) = groups
                     .iter()
                     .find(|(n, _)| **n != me)
@@ -272,9 +277,7 @@ impl NodeRuntime {
                     Self::member_name(&view, node)
                 )));
             }
-            let mut total = 0;
-            let mut moved = None;
-            let mut failed = None;
+            let min_applied = engine.grid_applied_index()?;
             let mut calls = tokio::task::JoinSet::new();
             for (node, partitions) in groups {
                 let this = Arc::clone(self);
@@ -283,53 +286,74 @@ impl NodeRuntime {
                 let view = view.clone();
                 let text = ctx.text.clone();
                 calls.spawn(async move {
-                    if node == me {
+                    let result = if node == me {
                         this.execute_as_primary(&user, &stmt, &partitions).await
                     } else {
-                        let addr = Self::member_addr(&view, node)?;
-                        let client = this
-                            .peer_client(&addr)
-                            .map_err(|e| peer_error(e, "forwarding to the primary"))?;
-                        let req = pb::PrimaryExecuteRequest {
-                            from: me,
-                            user: user.name.clone(),
-                            statement: text,
-                            partitions,
-                        };
-                        client
-                            .primary_execute(req, DATA_RPC_TIMEOUT)
+                        this.forward_to_primary(&view, node, &user, text, &partitions, min_applied)
                             .await
-                            .map_err(|e| peer_error(e, "forwarding to the primary"))
-                    }
+                    };
+                    (partitions, result)
                 });
             }
+            let mut moved = BTreeSet::new();
+            let mut last_moved = None;
+            let mut failed = None;
             while let Some(r) = calls.join_next().await {
-                match r.map_err(storage)? {
+                let (partitions, result) = r.map_err(storage)?;
+                match result {
                     Ok(n) => total += n,
-                    Err(e) if e.code == code::NOT_PRIMARY => moved = Some(e),
+                    Err(e) if e.code == code::NOT_PRIMARY => {
+                        moved.extend(partitions);
+                        last_moved = Some(e);
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
             if let Some(e) = failed {
                 return Err(e);
             }
-            match moved {
+            match last_moved {
                 None => {
                     return Ok(Output::Write {
                         changes: Vec::new(),
                         rows_affected: total,
                     });
                 }
-                // A keyed write refused because its partition moved changed nothing: run
-                // it again against the new placement. (A distributed one may have been
-                // applied by other primaries: report it rather than apply it twice.)
-                Some(e) if !distributed && attempt < MOVED_RETRIES => {
-                    tracing::debug!("partition moved during a write, retrying: {e}");
+                Some(e) if attempt < MOVED_RETRIES => {
+                    tracing::debug!("partitions moved during a write, retrying them: {e}");
+                    remaining = Some(moved);
                     tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
                 }
                 Some(e) => return Err(e),
             }
         }
+    }
+
+    /// Sends a write to the primary `node` of `partitions` (`PrimaryExecute`).
+    async fn forward_to_primary(
+        &self,
+        view: &GridView,
+        node: NodeId,
+        user: &SessionUser,
+        statement: String,
+        partitions: &[u32],
+        min_applied: u64,
+    ) -> SolidResult<u64> {
+        let addr = Self::member_addr(view, node)?;
+        let client = self
+            .peer_client(&addr)
+            .map_err(|e| peer_error(e, "forwarding to the primary"))?;
+        let req = pb::PrimaryExecuteRequest {
+            from: view.node_id,
+            user: user.name.clone(),
+            statement,
+            partitions: partitions.to_vec(),
+            min_applied,
+        };
+        client
+            .primary_execute(req, DATA_RPC_TIMEOUT)
+            .await
+            .map_err(|e| peer_error(e, "forwarding to the primary"))
     }
 
     /// Runs a write as the primary of `partitions`: plans it on this node's copies, keeps
@@ -353,15 +377,40 @@ impl NodeRuntime {
             return Err(not_primary("the table has no partition placement here"));
         };
         let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
+        let snap = engine.read_snapshot()?;
         for &p in &wanted {
             let primary = placement.get(p as usize).and_then(|pl| pl.primary);
-            if primary != Some(me) {
+            if primary != Some(me) || snap.is_lost(def.id, p).map_err(storage)? {
                 return Err(not_primary(format!(
-                    "partition {p} of table {} moved: this node is not its primary",
+                    "partition {p} of table {} moved: this node is not its primary (or its copy is being loaded again)",
                     def.name
                 )));
             }
         }
+        drop(snap);
+        // An INSERT plans only its rows of these partitions: the others belong to other
+        // primaries, and checking them here against a secondary copy could see a row that
+        // their primary inserted a moment ago.
+        let stmt = match stmt {
+            Statement::Insert(ins) => {
+                let partitioning = def.partitioning.as_ref().expect("a partitioned table");
+                let rows = exec::insert_rows(&def, ins)?;
+                let mut mine = ins.clone();
+                mine.rows = ins
+                    .rows
+                    .iter()
+                    .zip(&rows)
+                    .filter(|(_, r)| wanted.contains(&partitioning.partition_of_row(r)))
+                    .map(|(e, _)| e.clone())
+                    .collect();
+                if mine.rows.is_empty() {
+                    return Ok(0);
+                }
+                Statement::Insert(mine)
+            }
+            other => other.clone(),
+        };
+        let stmt = &stmt;
         let planner = engine.clone();
         let (plan_user, plan_stmt) = (user.clone(), stmt.clone());
         let output = tokio::task::spawn_blocking(move || planner.plan(&plan_user, &plan_stmt))
@@ -494,6 +543,7 @@ impl NodeRuntime {
         req: pb::PrimaryExecuteRequest,
     ) -> SolidResult<u64> {
         let engine = self.require_engine()?;
+        wait_applied(&engine, req.min_applied).await?;
         let stmt = crate::sql::parser::parse_statement(&req.statement)?;
         if !matches!(
             stmt,
@@ -569,19 +619,7 @@ impl NodeRuntime {
     pub(super) async fn scan(&self, req: pb::ScanRequest) -> SolidResult<ScanStream> {
         let engine = self.require_engine()?;
         let me = self.grid().map(|g| g.view().node_id).unwrap_or_default();
-        let deadline = Instant::now() + DATA_RPC_TIMEOUT;
-        while engine.grid_applied_index()? < req.min_applied {
-            if Instant::now() >= deadline {
-                return Err(SolidError::grid(
-                    code::NODE_UNREACHABLE,
-                    format!(
-                        "this node did not reach grid index {} in time",
-                        req.min_applied
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_applied(&engine, req.min_applied).await?;
         let snap = engine.read_snapshot()?;
         let def = snap
             .table_by_id(req.table_id)
@@ -599,7 +637,7 @@ impl NodeRuntime {
                 pl.primary == Some(me)
             } else {
                 pl.is_ready_on(me)
-            };
+            } && !snap.is_lost(def.id, p).map_err(storage)?;
             if !ok {
                 return Err(not_primary(format!(
                     "partition {p} of table {} moved: this node is not its {}",
@@ -683,9 +721,10 @@ impl NodeRuntime {
                 bytes_done: l.bytes_done,
                 bytes_total: l.bytes_total,
                 finished: l.finished,
-                elapsed_ms: l
-                    .started
-                    .map_or(l.elapsed_ms, |s| s.elapsed().as_millis() as u64),
+                elapsed_ms: match l.started {
+                    Some(s) if l.running => s.elapsed().as_millis() as u64,
+                    _ => l.elapsed_ms,
+                },
                 error: l.error.clone(),
             })
             .collect()
@@ -699,13 +738,33 @@ impl NodeRuntime {
         let mut loading = BTreeMap::new();
         for t in snap.placements().map_err(storage)? {
             for (p, pl) in t.partitions.iter().enumerate() {
-                if let Some(CopyState::Loading { source }) = pl.copies.get(&me) {
-                    let finished = snap
-                        .load_state(t.table_id, p as u32)
-                        .map_err(storage)?
-                        .is_some();
-                    loading.insert((t.table_id, p as u32), (*source, finished));
-                }
+                let source = match pl.copies.get(&me) {
+                    Some(CopyState::Loading { source }) => *source,
+                    // A ready copy a snapshot install wiped: load it from another ready
+                    // copy, the primary first.
+                    Some(CopyState::Ready)
+                        if snap.is_lost(t.table_id, p as u32).map_err(storage)? =>
+                    {
+                        let others = pl.primary.into_iter().chain(pl.ready()).filter(|&n| {
+                            n != me
+                                && view
+                                    .topology
+                                    .members
+                                    .get(&n)
+                                    .is_some_and(|m| m.state == MemberState::Online)
+                        });
+                        match others.into_iter().next() {
+                            Some(n) => n,
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                let finished = snap
+                    .load_state(t.table_id, p as u32)
+                    .map_err(storage)?
+                    .is_some();
+                loading.insert((t.table_id, p as u32), (source, finished));
             }
         }
         let mut loads = self.loads.lock();
@@ -794,7 +853,9 @@ impl NodeRuntime {
             };
             snapshot_index = Some(chunk.applied_index);
             let rows = decode_chunk(&chunk)?;
-            done += chunk.rows.len() as u64;
+            // Counted like the source's total: key and stored row bytes.
+            let bytes: u64 = rows.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            done += bytes;
             if !rows.is_empty() {
                 let e = engine.clone();
                 tokio::task::spawn_blocking(move || e.load_rows(table_id, &rows))
@@ -806,9 +867,17 @@ impl NodeRuntime {
                 l.bytes_total = chunk.bytes_total.max(done);
             }
             if limit > 0 {
-                // Throttle to [Grid] LoadRateLimit: sleep until the bytes so far fit the rate.
-                let due = Duration::from_secs_f64(done as f64 / limit as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                // [Grid] LoadRateLimit caps this node's loading as a whole: every load
+                // books its bytes on one schedule and sleeps until its turn.
+                let cost = Duration::from_secs_f64(bytes as f64 / limit as f64);
+                let wait = {
+                    let mut next = self.load_pace.lock();
+                    let now = Instant::now();
+                    let start = (*next).max(now);
+                    *next = start + cost;
+                    start - now
+                };
+                if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -852,7 +921,7 @@ impl NodeRuntime {
             if view.ready_leader
                 && let Err(e) = self.gam_step(&engine, &grid, &view).await
             {
-                tracing::debug!("GAM: {e}");
+                tracing::warn!("GAM: {e}");
             }
         }
     }
@@ -1097,6 +1166,21 @@ impl NodeRuntime {
                 .collect(),
         })
     }
+}
+
+/// Waits until this node applied the grid log through `index` (bounded).
+async fn wait_applied(engine: &Engine, index: u64) -> SolidResult<()> {
+    let deadline = Instant::now() + DATA_RPC_TIMEOUT;
+    while engine.grid_applied_index()? < index {
+        if Instant::now() >= deadline {
+            return Err(SolidError::grid(
+                code::NODE_UNREACHABLE,
+                format!("this node did not reach grid index {index} in time"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
 }
 
 /// The `SetPlacement` changes of a whole table's placement.

@@ -17,6 +17,8 @@
 //!   partitioned table's partition has its copies and primary (the same on every node)
 //! - `load_state`: `table_id ‖ partition` → the grid index through which this node's
 //!   loading copy holds the partition (set when its load finished; local to the node)
+//! - `lost_copies`: `table_id ‖ partition` → the grid index at which this node's copy lost
+//!   its rows (a snapshot from the leader replaced the database); reloaded like a new copy
 //! - `deferred`: `table_id ‖ partition ‖ grid index ‖ ordinal` → postcard row [`Change`]:
 //!   writes to a partition this node is still loading, applied when the load finishes
 //!
@@ -47,6 +49,7 @@ const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 const PLACEMENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("placement");
 const LOAD_STATE: TableDefinition<&[u8], u64> = TableDefinition::new("load_state");
 const DEFERRED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("deferred");
+const LOST: TableDefinition<&[u8], u64> = TableDefinition::new("lost_copies");
 
 const APPLIED_SEQ: &str = "applied_seq";
 const NEXT_TABLE_ID: &str = "next_table_id";
@@ -185,6 +188,13 @@ pub enum Change {
         table_id: u64,
         partition: u32,
         snapshot_index: u64,
+    },
+    /// This node's copy of a partition lost its rows (a snapshot install replaced the
+    /// database): until it is loaded again it defers writes and serves nothing.
+    MarkLost {
+        table_id: u64,
+        partition: u32,
+        index: u64,
     },
     /// Forgets a partition's load state and deferred writes (its copy here was dropped,
     /// became ready, or a new load starts).
@@ -373,6 +383,7 @@ impl Db {
         txn.open_table(PLACEMENT)?;
         txn.open_table(LOAD_STATE)?;
         txn.open_table(DEFERRED)?;
+        txn.open_table(LOST)?;
         txn.commit()?;
         Ok(this)
     }
@@ -511,6 +522,7 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
     let mut placement = txn.open_table(PLACEMENT)?;
     let mut load_state = txn.open_table(LOAD_STATE)?;
     let mut deferred = txn.open_table(DEFERRED)?;
+    let mut lost = txn.open_table(LOST)?;
     for change in changes {
         match change {
             Change::CreateTable(def) | Change::AlterTable(def) => {
@@ -531,6 +543,21 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
                 placement.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
                 load_state.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
                 deferred.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+                lost.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
+            }
+            Change::MarkLost {
+                table_id,
+                partition,
+                index,
+            } => {
+                let k = placement_key(*table_id, *partition);
+                lost.insert(k.as_slice(), *index)?;
+                load_state.remove(k.as_slice())?;
+                let to = match partition.checked_add(1) {
+                    Some(next) => placement_key(*table_id, next),
+                    None => placement_key(table_id + 1, 0),
+                };
+                deferred.retain_in(k.as_slice()..to.as_slice(), |_, _| false)?;
             }
             Change::DeferRow {
                 table_id,
@@ -582,6 +609,7 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
                 }
                 deferred.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
                 load_state.insert(from.as_slice(), *snapshot_index)?;
+                lost.remove(from.as_slice())?;
             }
             Change::ClearLoadState {
                 table_id,
@@ -594,6 +622,7 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
                 };
                 deferred.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
                 load_state.remove(from.as_slice())?;
+                lost.remove(from.as_slice())?;
             }
             Change::SetPlacement {
                 table_id,
@@ -772,6 +801,13 @@ impl Snapshot {
         let t = self.txn.open_table(LOAD_STATE)?;
         Ok(t.get(placement_key(table_id, partition).as_slice())?
             .map(|v| v.value()))
+    }
+
+    /// Whether this node's copy of a partition lost its rows and waits to be loaded again.
+    pub fn is_lost(&self, table_id: u64, partition: u32) -> Result<bool, DbError> {
+        let t = self.txn.open_table(LOST)?;
+        Ok(t.get(placement_key(table_id, partition).as_slice())?
+            .is_some())
     }
 
     /// The table with id `id`, if any.
