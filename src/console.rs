@@ -14,6 +14,17 @@
 //! `N rows fetched.`, and any other statement as the server's message. [`format_error`]
 //! prints `SOLID <Class> Error <code>: <message>`; failures to reach or keep talking to the
 //! server use solidDB's communication error codes.
+//!
+//! Waiting for rebalancing (design §7.3): after a statement for which [`starts_rebalance`]
+//! holds (`ALTER GRID … ADD NODE`, `… SET NODE n ONLINE`) the console polls
+//! `ADMIN COMMAND 'grid status'`; [`parse_grid_status`] reads its NODE and LOAD rows,
+//! [`RebalanceWatch`] adds the polls up into a [`RebalanceProgress`] and decides when the
+//! loads are over (no LOAD rows for a few polls in a row) or when to give up (polls
+//! failing for a minute), and [`format_progress`] / [`RebalanceWatch::summary_line`] give
+//! the text. `solsql` only polls, sleeps, draws the bar and listens for Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use comfy_table::{Cell, CellAlignment, Table, presets};
 
@@ -316,6 +327,419 @@ pub fn format_status(s: &pb::StatusReply) -> String {
         yes_no(s.has_database),
         yes_no(s.grid_enabled)
     )
+}
+
+// ---- waiting for rebalancing after ADD NODE (design §7.3) -------------------------------
+
+/// How often the console asks the leader for `grid status` while it waits.
+pub const REBALANCE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Quiet answers (no LOAD rows, no copy loading, the members' shares unchanged) in a row that end the wait once loads were
+/// seen: the GAM (every 300 ms) starts the next batch of moves within a tick or two of
+/// marking the previous one ready, so 1.5 s of quiet means it has nothing left to do.
+pub const QUIET_POLLS_AFTER_LOADS: u32 = 3;
+/// Quiet answers in a row that end the wait when the grid has partitioned tables but no
+/// load was seen yet: the GAM may take a few ticks to plan the first moves to a node that
+/// has just been added, on a busy machine longer, so this is more generous (8 s).
+pub const QUIET_POLLS_BEFORE_LOADS: u32 = 16;
+/// How long `grid status` may keep failing (no leader, leader changing, connection lost)
+/// before the console stops waiting. Rebalancing itself goes on in the grid.
+pub const REBALANCE_ERRORS_GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+/// How often a plain progress line is printed when standard output is not a terminal.
+pub const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Whether a statement that succeeded makes the GAM move partitions, so that the console
+/// waits for the loads: `ALTER GRID g ADD NODE …` and `ALTER GRID g SET NODE n ONLINE`
+/// (any case; the grid and node names as single words).
+pub fn starts_rebalance(statement: &str) -> bool {
+    let words: Vec<String> = statement
+        .split_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        w.as_slice(),
+        ["ALTER", "GRID", _, "ADD", "NODE", ..] | ["ALTER", "GRID", _, "SET", "NODE", _, "ONLINE"]
+    )
+}
+
+/// A `KIND=NODE` row of `grid status`: one grid member's share of the partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeShare {
+    pub name: String,
+    pub primaries: usize,
+    pub ready: usize,
+    pub loading: usize,
+}
+
+/// A `KIND=LOAD` row of `grid status`: one partition copy being loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionLoad {
+    pub table: String,
+    pub partition: String,
+    /// `"a -> b"`: the source and the node receiving the copy.
+    pub from_to: String,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// The load's average rate since it started, in MB/s (MiB).
+    pub rate_mb_s: f64,
+    /// The leader's estimate of the seconds left, when it has one.
+    pub eta_s: Option<f64>,
+    /// Why the load failed last, or empty.
+    pub error: String,
+}
+
+impl PartitionLoad {
+    /// Identifies the load across polls.
+    fn key(&self) -> (String, String, String) {
+        (
+            self.table.clone(),
+            self.partition.clone(),
+            self.from_to.clone(),
+        )
+    }
+}
+
+/// One answer of `ADMIN COMMAND 'grid status'`, parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GridStatus {
+    pub nodes: Vec<NodeShare>,
+    pub loads: Vec<PartitionLoad>,
+}
+
+impl GridStatus {
+    /// Nothing is moving: no LOAD rows and no member has a copy loading.
+    pub fn is_quiet(&self) -> bool {
+        self.loads.is_empty() && self.nodes.iter().all(|n| n.loading == 0)
+    }
+}
+
+/// The numbers in a text, in order (`"5 primaries, 10 ready copies, 2 loading"` → 5, 10, 2).
+fn numbers(text: &str) -> Vec<u64> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Parses the rows of `ADMIN COMMAND 'grid status'` (columns found by name). Rows of other
+/// kinds are skipped; a NODE or LOAD row that cannot be read is an error naming it.
+pub fn parse_grid_status(r: &crate::client::QueryResult) -> Result<GridStatus, String> {
+    let col = |name: &str| {
+        r.columns
+            .iter()
+            .position(|(c, _)| c.eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("grid status has no {name} column"))
+    };
+    let (kind, name, partition, from_to, progress, rate, eta, error) = (
+        col("KIND")?,
+        col("NAME")?,
+        col("PARTITION")?,
+        col("FROM_TO")?,
+        col("PROGRESS")?,
+        col("RATE")?,
+        col("ETA")?,
+        col("ERROR")?,
+    );
+    let mut status = GridStatus::default();
+    for row in &r.rows {
+        let text = |i: usize| match row.get(i) {
+            Some(Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        };
+        match text(kind).as_str() {
+            "NODE" => {
+                let p = text(progress);
+                let [primaries, ready, loading] = numbers(&p)[..] else {
+                    return Err(format!("cannot read the NODE progress '{p}'"));
+                };
+                status.nodes.push(NodeShare {
+                    name: text(name),
+                    primaries: primaries as usize,
+                    ready: ready as usize,
+                    loading: loading as usize,
+                });
+            }
+            "LOAD" => {
+                let p = text(progress);
+                let [bytes_done, bytes_total] = numbers(&p)[..] else {
+                    return Err(format!("cannot read the LOAD progress '{p}'"));
+                };
+                let rate_text = text(rate);
+                let rate_mb_s = rate_text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .filter(|r| r.is_finite() && *r >= 0.0)
+                    .ok_or_else(|| format!("cannot read the LOAD rate '{rate_text}'"))?;
+                let eta_s = text(eta)
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .filter(|e| e.is_finite() && *e >= 0.0);
+                status.loads.push(PartitionLoad {
+                    table: text(name),
+                    partition: text(partition),
+                    from_to: text(from_to),
+                    bytes_done,
+                    bytes_total: bytes_total.max(bytes_done),
+                    rate_mb_s,
+                    eta_s,
+                    error: text(error),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(status)
+}
+
+/// What the console does after a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchVerdict {
+    /// Loads are running, or may start soon: poll again.
+    Waiting,
+    /// Nothing moved for long enough: print the summary.
+    Finished,
+    /// `grid status` failed for [`REBALANCE_ERRORS_GIVE_UP_AFTER`] in a row: stop waiting.
+    GaveUp,
+}
+
+/// The outcome of one poll: the verdict and, now and then, a line to tell the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchStep {
+    pub verdict: WatchVerdict,
+    pub note: Option<String>,
+}
+
+/// The progress shown while waiting, over every load seen since the wait began.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RebalanceProgress {
+    /// Bytes of the loads that finished plus the bytes done by the running ones.
+    pub bytes_done: u64,
+    /// Bytes of the loads that finished plus the totals of the running ones.
+    pub bytes_total: u64,
+    /// The running loads' rates added up, in MB/s.
+    pub rate_mb_s: f64,
+    /// Seconds until the running loads are done at that rate.
+    pub eta_s: Option<f64>,
+    /// Running loads (LOAD rows in the last answer).
+    pub loads_left: usize,
+    /// Running loads whose last attempt failed, with the first such error.
+    pub failing: usize,
+    pub first_error: Option<String>,
+    /// Whether any load was seen yet.
+    pub started: bool,
+}
+
+/// Follows the answers of `grid status` while the console waits for rebalancing and decides
+/// when it is finished (pure: the caller polls, and passes the time since the wait began).
+///
+/// A load that was in one answer and is gone from the next counted as finished with its
+/// last known total. Loads that start and finish between two polls are not seen; the count
+/// of partitions loaded also looks at the NODE rows (ready copies gained per member) and
+/// takes whichever is larger.
+#[derive(Debug, Clone, Default)]
+pub struct RebalanceWatch {
+    running: BTreeMap<(String, String, String), PartitionLoad>,
+    finished_loads: usize,
+    finished_bytes: u64,
+    ready_at_start: Option<BTreeMap<String, usize>>,
+    ready_gained: usize,
+    /// The grid has partitioned tables (some member has primaries or copies).
+    partitioned: bool,
+    /// A load, a loading copy or a gained ready copy was seen: the GAM has acted.
+    seen_moves: bool,
+    /// Answers in a row with nothing loading and the same NODE rows as the one before.
+    quiet_polls: u32,
+    last_nodes: Option<Vec<NodeShare>>,
+    /// When the current streak of failed polls began, and its last error.
+    failing_since: Option<Duration>,
+    last_error: Option<String>,
+}
+
+impl RebalanceWatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a successful answer.
+    pub fn observe(&mut self, status: &GridStatus) -> WatchStep {
+        let note = self.failing_since.take().map(|_| {
+            self.last_error = None;
+            "grid status answers again; still waiting".to_string()
+        });
+        let ready: BTreeMap<String, usize> = status
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.ready))
+            .collect();
+        let start = self.ready_at_start.get_or_insert_with(|| ready.clone());
+        self.ready_gained = ready
+            .iter()
+            .map(|(name, now)| now.saturating_sub(start.get(name).copied().unwrap_or(0)))
+            .sum();
+        self.partitioned |= status
+            .nodes
+            .iter()
+            .any(|n| n.primaries + n.ready + n.loading > 0);
+
+        let now: BTreeMap<_, _> = status.loads.iter().map(|l| (l.key(), l.clone())).collect();
+        for (key, gone) in &self.running {
+            if !now.contains_key(key) {
+                self.finished_loads += 1;
+                self.finished_bytes += gone.bytes_total.max(gone.bytes_done);
+            }
+        }
+        self.running = now;
+        self.seen_moves |= !status.is_quiet() || self.ready_gained > 0;
+
+        // Primaries moving or copies turning ready or dropped are the GAM at work too.
+        let shares_changed = self
+            .last_nodes
+            .as_ref()
+            .is_some_and(|last| *last != status.nodes);
+        self.last_nodes = Some(status.nodes.clone());
+        if status.is_quiet() && !shares_changed {
+            self.quiet_polls += 1;
+        } else {
+            self.quiet_polls = 0;
+        }
+        let needed = if self.seen_moves || !self.partitioned {
+            QUIET_POLLS_AFTER_LOADS
+        } else {
+            QUIET_POLLS_BEFORE_LOADS
+        };
+        let verdict = if self.quiet_polls >= needed {
+            WatchVerdict::Finished
+        } else {
+            WatchVerdict::Waiting
+        };
+        WatchStep { verdict, note }
+    }
+
+    /// Takes a failed poll `now` after the wait began. The first failure of a streak, and
+    /// a failure with another message, give a note; the streak lasting
+    /// [`REBALANCE_ERRORS_GIVE_UP_AFTER`] gives up.
+    pub fn observe_error(&mut self, now: Duration, error: &str) -> WatchStep {
+        // After a leader change the next answers start the quiet count again.
+        self.quiet_polls = 0;
+        let since = *self.failing_since.get_or_insert(now);
+        let failed_for = now.saturating_sub(since);
+        if failed_for >= REBALANCE_ERRORS_GIVE_UP_AFTER {
+            return WatchStep {
+                verdict: WatchVerdict::GaveUp,
+                note: Some(format!(
+                    "stopped waiting: grid status failed for {:.0} s ({error}); \
+                     rebalancing goes on in the grid, see ADMIN COMMAND 'grid status' on \
+                     the leader",
+                    failed_for.as_secs_f64()
+                )),
+            };
+        }
+        let note = (self.last_error.as_deref() != Some(error)).then(|| {
+            format!(
+                "grid status failed: {error}; still waiting (at most {} s more while it fails)",
+                (REBALANCE_ERRORS_GIVE_UP_AFTER - failed_for).as_secs()
+            )
+        });
+        self.last_error = Some(error.to_string());
+        WatchStep {
+            verdict: WatchVerdict::Waiting,
+            note,
+        }
+    }
+
+    /// Partition copies loaded since the wait began (see the type's docs).
+    pub fn partitions_loaded(&self) -> usize {
+        self.finished_loads.max(self.ready_gained)
+    }
+
+    pub fn progress(&self) -> RebalanceProgress {
+        let running = self.running.values();
+        let done: u64 = running.clone().map(|l| l.bytes_done).sum();
+        let total: u64 = running.clone().map(|l| l.bytes_total).sum();
+        let rate_mb_s: f64 = running.clone().map(|l| l.rate_mb_s).sum();
+        let left = total.saturating_sub(done);
+        let eta_s = if self.running.is_empty() {
+            None
+        } else if left == 0 {
+            Some(0.0)
+        } else if rate_mb_s > 0.0 {
+            Some(left as f64 / (rate_mb_s * MIB))
+        } else {
+            None
+        };
+        let failing: Vec<&PartitionLoad> = self
+            .running
+            .values()
+            .filter(|l| !l.error.is_empty())
+            .collect();
+        RebalanceProgress {
+            bytes_done: self.finished_bytes + done,
+            bytes_total: self.finished_bytes + total,
+            rate_mb_s,
+            eta_s,
+            loads_left: self.running.len(),
+            failing: failing.len(),
+            first_error: failing.first().map(|l| {
+                format!(
+                    "{} partition {} ({}): {}",
+                    l.table, l.partition, l.from_to, l.error
+                )
+            }),
+            started: self.seen_moves,
+        }
+    }
+
+    /// `rebalancing finished: N partitions loaded, X MB in Y s`.
+    pub fn summary_line(&self, elapsed: Duration) -> String {
+        let n = self.partitions_loaded();
+        let bytes = self.progress().bytes_done;
+        format!(
+            "rebalancing finished: {n} partition{} loaded, {} MB in {:.1} s",
+            if n == 1 { "" } else { "s" },
+            format_mb(bytes),
+            elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Bytes as MB (MiB) with one decimal.
+pub fn format_mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / MIB)
+}
+
+/// The progress text beside the bar, and after `rebalancing: ` on a plain line:
+/// `45% 1.2/2.7 MB, 2.10 MB/s, ETA 0.7 s, 3 loads left`.
+pub fn format_progress(p: &RebalanceProgress) -> String {
+    if !p.started {
+        return "waiting for the grid to start loading partitions".to_string();
+    }
+    let percent = (p.bytes_done.min(p.bytes_total) * 100)
+        .checked_div(p.bytes_total)
+        .unwrap_or(if p.loads_left == 0 { 100 } else { 0 });
+    let eta = p
+        .eta_s
+        .map_or_else(|| "-".to_string(), |s| format!("{s:.1} s"));
+    let mut line = format!(
+        "{percent}% {}/{} MB, {:.2} MB/s, ETA {eta}, {} load{} left",
+        format_mb(p.bytes_done),
+        format_mb(p.bytes_total),
+        p.rate_mb_s,
+        p.loads_left,
+        if p.loads_left == 1 { "" } else { "s" }
+    );
+    if let Some(error) = &p.first_error {
+        line.push_str(&format!(", {} failing ({error})", p.failing));
+    }
+    line
+}
+
+/// Whether a plain progress line is due `now`, the last one printed at `last`.
+pub fn plain_progress_due(last: Option<Duration>, now: Duration) -> bool {
+    last.is_none_or(|last| now.saturating_sub(last) >= PLAIN_PROGRESS_EVERY)
 }
 
 #[cfg(test)]
@@ -649,5 +1073,306 @@ mod tests {
             let expected: Vec<String> = parts.iter().map(|(s, _)| s.clone()).collect();
             prop_assert_eq!(split_chunked(&input, &cuts), expected);
         }
+    }
+
+    // ---- waiting for rebalancing ----
+
+    #[test]
+    fn add_node_and_set_online_start_a_rebalance() {
+        for s in [
+            "ALTER GRID g ADD NODE n4 CONNECT 'tcp 127.0.0.1 1318'",
+            "alter grid demo\n  add node x connect 'tcp 1'",
+            "ALTER GRID g SET NODE n2 ONLINE",
+            "Alter Grid g Set Node n2 online",
+        ] {
+            assert!(starts_rebalance(s), "{s}");
+        }
+        for s in [
+            "ALTER GRID g SET NODE n2 OFFLINE",
+            "ALTER GRID g DROP NODE n2",
+            "ALTER TABLE t ADD NODE",
+            "SELECT 'ALTER GRID g ADD NODE'",
+            "CREATE GRID g",
+            "",
+        ] {
+            assert!(!starts_rebalance(s), "{s}");
+        }
+    }
+
+    fn status_result(rows: &[[&str; 8]]) -> QueryResult {
+        QueryResult {
+            columns: cols(&[
+                ("KIND", "VARCHAR"),
+                ("NAME", "VARCHAR"),
+                ("PARTITION", "VARCHAR"),
+                ("FROM_TO", "VARCHAR"),
+                ("PROGRESS", "VARCHAR"),
+                ("RATE", "VARCHAR"),
+                ("ETA", "VARCHAR"),
+                ("ERROR", "VARCHAR"),
+            ]),
+            rows: rows
+                .iter()
+                .map(|r| r.iter().map(|v| Value::Text(v.to_string())).collect())
+                .collect(),
+            ..QueryResult::default()
+        }
+    }
+
+    fn node(name: &str, p: usize, r: usize, l: usize) -> [String; 8] {
+        [
+            "NODE".into(),
+            name.into(),
+            String::new(),
+            String::new(),
+            format!("{p} primaries, {r} ready copies, {l} loading"),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]
+    }
+
+    fn load(part: u32, to: &str, done: u64, total: u64, rate: f64, error: &str) -> [String; 8] {
+        [
+            "LOAD".into(),
+            "T".into(),
+            part.to_string(),
+            format!("n1 -> {to}"),
+            format!("{done}/{total} bytes"),
+            format!("{rate:.2} MB/s"),
+            "1.5 s".into(),
+            error.into(),
+        ]
+    }
+
+    fn status(rows: &[[String; 8]]) -> GridStatus {
+        let rows: Vec<[&str; 8]> = rows
+            .iter()
+            .map(|r| std::array::from_fn(|i| r[i].as_str()))
+            .collect();
+        parse_grid_status(&status_result(&rows)).expect("parses")
+    }
+
+    #[test]
+    fn grid_status_rows_are_parsed() {
+        let s = status(&[
+            node("n1", 6, 11, 0),
+            node("n4", 0, 0, 2),
+            load(3, "n4", 1024, 4096, 1.25, ""),
+        ]);
+        assert_eq!(
+            s.nodes[1],
+            NodeShare {
+                name: "n4".into(),
+                primaries: 0,
+                ready: 0,
+                loading: 2
+            }
+        );
+        assert_eq!(
+            s.loads,
+            vec![PartitionLoad {
+                table: "T".into(),
+                partition: "3".into(),
+                from_to: "n1 -> n4".into(),
+                bytes_done: 1024,
+                bytes_total: 4096,
+                rate_mb_s: 1.25,
+                eta_s: Some(1.5),
+                error: String::new(),
+            }]
+        );
+        assert!(!s.is_quiet());
+        // ETA "-" is no estimate; a node with nothing loading and no LOAD rows is quiet.
+        let mut r = status_result(&[[
+            "LOAD",
+            "T",
+            "0",
+            "a -> b",
+            "0/0 bytes",
+            "0.00 MB/s",
+            "-",
+            "",
+        ]]);
+        assert_eq!(parse_grid_status(&r).unwrap().loads[0].eta_s, None);
+        r.rows.clear();
+        assert!(parse_grid_status(&r).unwrap().is_quiet());
+        // Columns are found by name, not position; a missing one or an unreadable row is
+        // an error.
+        let mut swapped = status_result(&[[
+            "NODE",
+            "n1",
+            "",
+            "",
+            "1 primaries, 2 ready copies, 0 loading",
+            "",
+            "",
+            "",
+        ]]);
+        swapped.columns.swap(0, 1);
+        for row in &mut swapped.rows {
+            row.swap(0, 1);
+        }
+        assert_eq!(parse_grid_status(&swapped).unwrap().nodes[0].primaries, 1);
+        let mut missing = status_result(&[]);
+        missing.columns.pop();
+        assert!(parse_grid_status(&missing).unwrap_err().contains("ERROR"));
+        let bad = status_result(&[["LOAD", "T", "0", "a -> b", "lots", "0.00 MB/s", "-", ""]]);
+        assert!(parse_grid_status(&bad).unwrap_err().contains("lots"));
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_wait_follows_loads_and_ends_after_quiet_polls() {
+        let mut w = RebalanceWatch::new();
+        assert!(!w.progress().started);
+        assert_eq!(
+            format_progress(&w.progress()),
+            "waiting for the grid to start loading partitions"
+        );
+        // The GAM has not planned yet: partitioned data, nothing moving — keep waiting.
+        let before = [
+            node("n1", 8, 8, 0),
+            node("n2", 8, 8, 0),
+            node("n4", 0, 0, 0),
+        ];
+        for _ in 0..QUIET_POLLS_BEFORE_LOADS - 1 {
+            assert_eq!(w.observe(&status(&before)).verdict, WatchVerdict::Waiting);
+        }
+        // Two loads start.
+        let mib = 1024 * 1024;
+        let step = w.observe(&status(&[
+            node("n1", 8, 8, 0),
+            node("n4", 0, 0, 2),
+            load(1, "n4", mib, 2 * mib, 1.0, ""),
+            load(2, "n4", 0, 2 * mib, 1.0, ""),
+        ]));
+        assert_eq!(step.verdict, WatchVerdict::Waiting);
+        let p = w.progress();
+        assert_eq!(
+            (p.bytes_done, p.bytes_total, p.loads_left),
+            (mib, 4 * mib, 2)
+        );
+        assert_eq!(p.eta_s, Some(1.5));
+        assert_eq!(
+            format_progress(&p),
+            "25% 1.0/4.0 MB, 2.00 MB/s, ETA 1.5 s, 2 loads left"
+        );
+        // One finishes, the other fails once and goes on; a next batch starts.
+        w.observe(&status(&[
+            node("n4", 1, 1, 2),
+            load(2, "n4", mib, 2 * mib, 0.5, "connection reset"),
+            load(3, "n4", 0, mib, 0.0, ""),
+        ]));
+        let p = w.progress();
+        assert_eq!(
+            (p.bytes_done, p.bytes_total, p.loads_left),
+            (3 * mib, 5 * mib, 2)
+        );
+        assert_eq!(
+            format_progress(&p),
+            "60% 3.0/5.0 MB, 0.50 MB/s, ETA 4.0 s, 2 loads left, 1 failing \
+             (T partition 2 (n1 -> n4): connection reset)"
+        );
+        // Everything is ready: the wait ends after QUIET_POLLS_AFTER_LOADS quiet answers;
+        // an answer with a copy loading, or whose shares changed, starts the count again.
+        let done = [node("n1", 6, 7, 0), node("n4", 2, 3, 0)];
+        w.observe(&status(&done));
+        w.observe(&status(&done));
+        assert_eq!(
+            w.observe(&status(&[node("n1", 6, 7, 0), node("n4", 2, 3, 1)]))
+                .verdict,
+            WatchVerdict::Waiting
+        );
+        assert_eq!(w.observe(&status(&done)).verdict, WatchVerdict::Waiting);
+        for _ in 0..QUIET_POLLS_AFTER_LOADS - 1 {
+            assert_eq!(w.observe(&status(&done)).verdict, WatchVerdict::Waiting);
+        }
+        assert_eq!(w.observe(&status(&done)).verdict, WatchVerdict::Finished);
+        assert_eq!(w.partitions_loaded(), 3);
+        assert_eq!(
+            w.summary_line(Duration::from_millis(4250)),
+            "rebalancing finished: 3 partitions loaded, 5.0 MB in 4.2 s"
+        );
+    }
+
+    #[test]
+    fn loads_too_quick_to_see_are_counted_from_the_ready_copies() {
+        let mut w = RebalanceWatch::new();
+        w.observe(&status(&[node("n1", 8, 8, 0), node("n4", 0, 0, 0)]));
+        // Between two polls two copies were loaded to n4 (and one dropped from n1).
+        let step = w.observe(&status(&[node("n1", 6, 7, 0), node("n4", 2, 2, 0)]));
+        assert_eq!(step.verdict, WatchVerdict::Waiting);
+        assert!(w.progress().started);
+        // The shares changed: that answer was not quiet; three unchanged ones are.
+        let after = [node("n1", 6, 7, 0), node("n4", 2, 2, 0)];
+        for _ in 0..QUIET_POLLS_AFTER_LOADS - 1 {
+            assert_eq!(w.observe(&status(&after)).verdict, WatchVerdict::Waiting);
+        }
+        assert_eq!(w.observe(&status(&after)).verdict, WatchVerdict::Finished);
+        assert_eq!(w.partitions_loaded(), 2);
+        assert_eq!(
+            w.summary_line(Duration::from_secs(2)),
+            "rebalancing finished: 2 partitions loaded, 0.0 MB in 2.0 s"
+        );
+    }
+
+    #[test]
+    fn a_grid_without_partitioned_tables_finishes_at_once() {
+        let mut w = RebalanceWatch::new();
+        let empty = [node("n1", 0, 0, 0), node("n2", 0, 0, 0)];
+        let verdicts: Vec<_> = (0..QUIET_POLLS_AFTER_LOADS)
+            .map(|_| w.observe(&status(&empty)).verdict)
+            .collect();
+        assert_eq!(verdicts.last(), Some(&WatchVerdict::Finished));
+        assert_eq!(
+            w.summary_line(Duration::from_millis(1500)),
+            "rebalancing finished: 0 partitions loaded, 0.0 MB in 1.5 s"
+        );
+    }
+
+    #[test]
+    fn polling_errors_are_told_once_and_give_up_after_the_bound() {
+        let mut w = RebalanceWatch::new();
+        w.observe(&status(&[node("n1", 0, 0, 0)]));
+        w.observe(&status(&[node("n1", 0, 0, 0)]));
+        let no_leader = "SOLID Grid Error 18502: no grid leader";
+        let step = w.observe_error(10 * S, no_leader);
+        assert_eq!(step.verdict, WatchVerdict::Waiting);
+        assert!(step.note.as_deref().unwrap().contains("18502"), "{step:?}");
+        assert!(step.note.as_deref().unwrap().contains("60 s"), "{step:?}");
+        // The same error again says nothing; another one is told.
+        assert_eq!(w.observe_error(11 * S, no_leader).note, None);
+        let lost = w.observe_error(12 * S, "SOLID Communication Error 21308: lost");
+        assert!(lost.note.unwrap().contains("21308"));
+        // Answers again: told, and the quiet count starts over (an error broke it).
+        let back = w.observe(&status(&[node("n1", 0, 0, 0)]));
+        assert_eq!(back.verdict, WatchVerdict::Waiting);
+        assert!(back.note.unwrap().contains("answers again"));
+        assert_eq!(w.observe(&status(&[node("n1", 0, 0, 0)])).note, None);
+        // A new streak is measured from its own start.
+        assert_eq!(
+            w.observe_error(100 * S, no_leader).verdict,
+            WatchVerdict::Waiting
+        );
+        let limit = REBALANCE_ERRORS_GIVE_UP_AFTER.as_secs() as u32;
+        assert_eq!(
+            w.observe_error((100 + limit - 1) * S, no_leader).verdict,
+            WatchVerdict::Waiting
+        );
+        let gave_up = w.observe_error((100 + limit) * S, no_leader);
+        assert_eq!(gave_up.verdict, WatchVerdict::GaveUp);
+        assert!(gave_up.note.unwrap().starts_with("stopped waiting"));
+    }
+
+    #[test]
+    fn plain_lines_come_every_few_seconds() {
+        assert!(plain_progress_due(None, Duration::ZERO));
+        assert!(!plain_progress_due(
+            Some(S),
+            S + PLAIN_PROGRESS_EVERY - Duration::from_millis(1)
+        ));
+        assert!(plain_progress_due(Some(S), S + PLAIN_PROGRESS_EVERY));
     }
 }

@@ -8,6 +8,11 @@
 //! `--status` prints a node's status probe without logging in. `--ca`, `--cert` and `--key`
 //! connect over TLS.
 //!
+//! After an `ALTER GRID … ADD NODE` or `SET NODE … ONLINE` that succeeded, the interactive
+//! console (and a script with `--wait-rebalance`) polls `ADMIN COMMAND 'grid status'` and
+//! shows the partition loads as a progress bar on a terminal, or as a plain line every few
+//! seconds otherwise, until the grid has nothing left to move (design §7.3).
+//!
 //! All splitting and formatting is in `solidgrid::console`; this file only does the I/O.
 //! rustyline is synchronous, so the console keeps one current-thread tokio runtime and
 //! blocks on it for each statement.
@@ -23,10 +28,12 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use solidgrid::client::{Client, ClientError, ClientTls, ConnectString, QueryResult};
 use solidgrid::console::{
-    StatementSplitter, format_error, format_result, format_status, is_exit_command,
-    is_history_worthy, split_script,
+    REBALANCE_POLL_INTERVAL, RebalanceWatch, StatementSplitter, WatchVerdict, format_error,
+    format_progress, format_result, format_status, is_exit_command, is_history_worthy,
+    parse_grid_status, plain_progress_due, split_script, starts_rebalance,
 };
 use solidgrid::grid_client::GridClient;
 
@@ -44,6 +51,10 @@ const HISTORY_FILE: &str = ".solsql_history";
 /// How long solsql waits for the logout on its way out; the session expires on the server
 /// anyway, so a slow or dead server must not hold up the exit.
 const LOGOUT_GRACE: Duration = Duration::from_secs(2);
+/// How long one `grid status` poll may take before it counts as failed (a grid connection
+/// retries a leaderless grid for up to 15 s inside one call).
+const POLL_TIMEOUT: Duration = Duration::from_secs(20);
+const GRID_STATUS: &str = "ADMIN COMMAND 'grid status'";
 
 const AFTER_HELP: &str = "\
 Connect strings: \"tcp [host] port\" (host defaults to localhost), or a grid seed list
@@ -58,6 +69,15 @@ history (~/.solsql_history, or the file named by $SOLSQL_HISTORY), when it is a 
 otherwise read as a script. Statements end with ';' (in a script the last one may omit it).
 Leave with 'exit;', 'quit;' or Ctrl-D. Ctrl-C clears the statement being typed, or cancels
 the one running (its outcome is then unknown).
+
+Rebalancing: after an ALTER GRID ... ADD NODE or ALTER GRID ... SET NODE ... ONLINE that
+succeeded, the interactive console waits while the grid copies partitions to the node: it
+polls ADMIN COMMAND 'grid status' every 0.5 s and shows a progress bar (bytes loaded, rate,
+ETA, loads left), then 'rebalancing finished: N partitions loaded, X MB in Y s' once nothing
+has moved for a few polls. With -e, -f or piped input it waits only with --wait-rebalance,
+printing a plain progress line every 5 s when standard output is not a terminal. Ctrl-C
+stops the waiting, not the rebalancing. If 'grid status' keeps failing (no leader, leader
+changing) solsql says so and gives up waiting after 60 s of failures.
 
 TLS: with --ca the connection is encrypted and the node's certificate must be signed by
 that CA and name the host of the connect string (e.g. localhost or 127.0.0.1). A node with
@@ -74,7 +94,8 @@ output, in order. Problems with solsql's own arguments or input go to standard e
 Exit status:
   0  every statement ran
   1  a statement failed (with -e, -f or piped input solsql stops at the first failure;
-     in interactive mode errors are only printed)
+     in interactive mode errors are only printed), or --wait-rebalance stopped waiting
+     before rebalancing finished (Ctrl-C, or 'grid status' failing for 60 s)
   2  solsql could not start or go on: bad arguments, unreadable script or input, missing
      credentials, cannot connect, login failed";
 
@@ -108,6 +129,12 @@ struct Args {
     /// The private key (PEM) of --cert.
     #[arg(long, value_name = "FILE", env = "SOLSQL_KEY", requires = "cert")]
     key: Option<PathBuf>,
+
+    /// With -e, -f or piped input: after an ALTER GRID … ADD NODE or SET NODE … ONLINE
+    /// that succeeded, wait until the grid has loaded the moved partitions, showing the
+    /// progress (the interactive console always waits).
+    #[arg(long, conflicts_with = "status")]
+    wait_rebalance: bool,
 
     /// Where to connect, e.g. "tcp 1315", "tcp db1 1315" or "grid tcp h1 1315, tcp h2 1315".
     #[arg(value_name = "CONNECT STRING", value_parser = ConnectString::parse)]
@@ -223,6 +250,7 @@ fn run(args: Args) -> u8 {
         rt,
         session,
         leader_shown: None,
+        wait_rebalance: args.wait_rebalance,
     };
     let code = if let Some(statements) = &args.execute {
         console.run_statements(split_script(statements))
@@ -341,6 +369,70 @@ struct Console {
     session: Session,
     /// The leader the interactive console last told the user about.
     leader_shown: Option<String>,
+    /// `--wait-rebalance`: scripts wait for rebalancing after an ADD NODE.
+    wait_rebalance: bool,
+}
+
+/// How waiting for rebalancing ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitOutcome {
+    Finished,
+    /// `grid status` failed for too long.
+    GaveUp,
+    Interrupted,
+}
+
+/// Shows the progress: a bar when standard output is a terminal, else a plain line now
+/// and then.
+enum ProgressView {
+    Bar(ProgressBar),
+    Plain { last: Option<Duration> },
+}
+
+impl ProgressView {
+    fn new() -> ProgressView {
+        if !std::io::stdout().is_terminal() {
+            return ProgressView::Plain { last: None };
+        }
+        let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stdout());
+        let style = ProgressStyle::with_template("{spinner} rebalancing [{bar:30}] {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        ProgressView::Bar(bar)
+    }
+
+    fn show(&mut self, watch: &RebalanceWatch, now: Duration) {
+        let p = watch.progress();
+        match self {
+            ProgressView::Bar(bar) => {
+                bar.set_length(p.bytes_total.max(1));
+                bar.set_position(p.bytes_done.min(p.bytes_total));
+                bar.set_message(format_progress(&p));
+            }
+            ProgressView::Plain { last } => {
+                if plain_progress_due(*last, now) {
+                    println!("rebalancing: {}", format_progress(&p));
+                    *last = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Prints a line above the bar.
+    fn note(&self, line: &str) {
+        match self {
+            ProgressView::Bar(bar) => bar.println(line),
+            ProgressView::Plain { .. } => println!("{line}"),
+        }
+    }
+
+    fn clear(&self) {
+        if let ProgressView::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl Console {
@@ -353,6 +445,12 @@ impl Console {
         match self.rt.block_on(self.session.execute(statement)) {
             Ok(result) => {
                 println!("{}", format_result(&result));
+                if self.wait_rebalance
+                    && starts_rebalance(statement)
+                    && self.wait_for_rebalance() != WaitOutcome::Finished
+                {
+                    return ControlFlow::Break(EXIT_STATEMENT_FAILED);
+                }
                 ControlFlow::Continue(())
             }
             Err(e) => {
@@ -476,7 +574,12 @@ impl Console {
             }
         });
         match outcome {
-            Some(Ok(result)) => println!("{}", format_result(&result)),
+            Some(Ok(result)) => {
+                println!("{}", format_result(&result));
+                if starts_rebalance(statement) {
+                    self.wait_for_rebalance();
+                }
+            }
             Some(Err(e)) => println!("{}", format_error(&e)),
             // The terminal echoed ^C without a line break.
             None => println!("\nStatement cancelled; its outcome is unknown."),
@@ -488,6 +591,91 @@ impl Console {
             }
             self.leader_shown = leader;
         }
+    }
+
+    /// Polls `grid status` until the grid has loaded what it moves, showing the progress;
+    /// Ctrl-C stops the waiting (not the rebalancing). Polling errors (a leader change, no
+    /// leader) are told and polling goes on, for at most
+    /// [`solidgrid::console::REBALANCE_ERRORS_GIVE_UP_AFTER`] in a row.
+    fn wait_for_rebalance(&mut self) -> WaitOutcome {
+        let Console {
+            rt,
+            session,
+            leader_shown,
+            ..
+        } = self;
+        let outcome = rt.block_on(async {
+            let interrupted = async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    // Without a Ctrl-C handler the wait ends only by itself.
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::pin!(interrupted);
+            let started = std::time::Instant::now();
+            let mut watch = RebalanceWatch::new();
+            let mut view = ProgressView::new();
+            let mut leader = session.leader_name();
+            loop {
+                let poll = tokio::time::timeout(POLL_TIMEOUT, session.execute(GRID_STATUS));
+                let answer = tokio::select! {
+                    answer = poll => answer,
+                    () = &mut interrupted => {
+                        view.clear();
+                        return WaitOutcome::Interrupted;
+                    }
+                };
+                let now = started.elapsed();
+                let step = match answer {
+                    Ok(Ok(result)) => match parse_grid_status(&result) {
+                        Ok(status) => watch.observe(&status),
+                        Err(why) => watch.observe_error(now, &why),
+                    },
+                    Ok(Err(e)) => watch.observe_error(now, &format_error(&e)),
+                    Err(_) => watch
+                        .observe_error(now, &format!("no answer in {} s", POLL_TIMEOUT.as_secs())),
+                };
+                let now_leader = session.leader_name();
+                if now_leader != leader {
+                    if let Some(name) = &now_leader {
+                        view.note(&format!("The grid leader is now {name}."));
+                        // Told: the interactive console need not tell it again.
+                        *leader_shown = Some(name.clone());
+                    }
+                    leader = now_leader;
+                }
+                if let Some(note) = &step.note {
+                    view.note(note);
+                }
+                match step.verdict {
+                    WatchVerdict::Waiting => view.show(&watch, now),
+                    WatchVerdict::Finished => {
+                        view.clear();
+                        println!("{}", watch.summary_line(started.elapsed()));
+                        return WaitOutcome::Finished;
+                    }
+                    WatchVerdict::GaveUp => {
+                        view.clear();
+                        return WaitOutcome::GaveUp;
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(REBALANCE_POLL_INTERVAL) => {}
+                    () = &mut interrupted => {
+                        view.clear();
+                        return WaitOutcome::Interrupted;
+                    }
+                }
+            }
+        });
+        if outcome == WaitOutcome::Interrupted {
+            // The terminal echoed ^C without a line break.
+            println!(
+                "\nStopped waiting; rebalancing goes on in the grid \
+                 (ADMIN COMMAND 'grid status' on the leader shows it)."
+            );
+        }
+        outcome
     }
 
     /// Ends the session, waiting at most [`LOGOUT_GRACE`].
