@@ -644,17 +644,31 @@ impl Driver {
         });
     }
 
+    /// Applies committed data entries in batches of consecutive ones (one engine fsync
+    /// each), in log order with the membership entries between them.
+    fn apply_data(&self, batch: &mut Vec<(u64, LogRecord)>) -> Result<(), SolidError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let me = self.core.id();
+        let entries = std::mem::take(batch);
+        tokio::task::block_in_place(|| self.engine.apply_replicated_batch(entries, Some(me)))?;
+        Ok(())
+    }
+
     fn apply(&mut self, entries: &[Entry]) -> Result<(), SolidError> {
         let me = self.core.id();
+        let mut batch = Vec::new();
         for e in entries {
+            if let Payload::Data(bytes) = &e.payload {
+                let record = LogRecord::decode(bytes)
+                    .map_err(|err| SolidError::server(code::STORAGE, err.to_string()))?;
+                batch.push((e.index, record));
+                continue;
+            }
+            self.apply_data(&mut batch)?;
             match &e.payload {
-                Payload::Data(bytes) => {
-                    let record = LogRecord::decode(bytes)
-                        .map_err(|err| SolidError::server(code::STORAGE, err.to_string()))?;
-                    tokio::task::block_in_place(|| {
-                        self.engine.apply_replicated(e.index, record, Some(me))
-                    })?;
-                }
+                Payload::Data(_) => unreachable!("data entries are batched above"),
                 Payload::CreateGrid { grid, founder } => self.msglog.info(format!(
                     "grid {grid}: created with founder node {} ({}) at index {}",
                     founder.name, founder.addr, e.index
@@ -713,7 +727,7 @@ impl Driver {
                 Payload::Noop => {}
             }
         }
-        Ok(())
+        self.apply_data(&mut batch)
     }
 
     fn refresh_view(&self) {
