@@ -556,8 +556,10 @@ fn fuzz_bounded_seeds() {
 /// voters); 5256 left a 3-voter grid without a leader when a FAIL of n1 was appended on
 /// every node and n2 crashed before acknowledging it (a removal now counts only once it is
 /// known committed, so n1 and n3 commit it); 13770 was the simulator's own: a crash armed
-/// before the faults stopped fired in the liveness phase.
-const REGRESSION_SEEDS_WITH_FAILURE_DETECTION: [u64; 3] = [2658, 5256, 13770];
+/// before the faults stopped fired in the liveness phase; 4809 too: the liveness phase
+/// crashed "a minority" of the voters before a removal the leader had already committed,
+/// which left the committed voters without a majority.
+const REGRESSION_SEEDS_WITH_FAILURE_DETECTION: [u64; 4] = [2658, 5256, 13770, 4809];
 
 #[test]
 fn fuzz_regression_seeds_with_failure_detection() {

@@ -367,6 +367,11 @@ impl Core {
         self.log.last().map_or(self.snapshot_term, |e| e.term)
     }
     /// Membership as applied from the committed log.
+    /// The voters of the latest configuration in the log (committed or not).
+    pub fn log_voters(&self) -> Vec<NodeId> {
+        self.log_topology.voters()
+    }
+
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
