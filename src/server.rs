@@ -35,7 +35,6 @@ use crate::pb::solid_client_server::{SolidClient, SolidClientServer};
 use crate::sql::ast::Statement;
 use crate::sql::exec::{Output, SessionUser};
 use crate::sql::parser::parse_statement;
-use crate::sql::value::Value;
 
 /// The lock file that keeps a second process off the same working directory.
 pub const LOCK_FILE_NAME: &str = "solid.lck";
@@ -522,16 +521,7 @@ impl ServiceState {
     async fn admin_command(&self, engine: &Arc<Engine>, text: &str) -> SolidResult<Output> {
         let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        let text_rows = |header: &[&str], rows: Vec<Vec<String>>| Output::Rows {
-            columns: header
-                .iter()
-                .map(|h| (h.to_string(), "VARCHAR".to_string()))
-                .collect(),
-            rows: rows
-                .into_iter()
-                .map(|r| r.into_iter().map(Value::Text).collect())
-                .collect(),
-        };
+        let text_rows = crate::sql::exec::text_rows;
         match words.as_slice() {
             ["makecp"] | ["checkpoint"] => {
                 let engine = engine.clone();

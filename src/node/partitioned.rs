@@ -42,7 +42,6 @@ use crate::grid::placement::{CopyState, PartitionPlacement, TablePlacement};
 use crate::grid::types::{MemberState, NodeId};
 use crate::sql::ast::{Expr, Statement};
 use crate::sql::exec::{self, Output, SessionUser};
-use crate::sql::value::Value;
 use crate::storage::db::{Change, LogRecord, TableDef, decode_row, partition_of_key};
 
 use super::{NodeRuntime, storage};
@@ -522,6 +521,17 @@ impl NodeRuntime {
         from: NodeId,
         record: Vec<u8>,
     ) -> SolidResult<u64> {
+        let (grid, _) = self.leader_grid()?;
+        LogRecord::decode(&record).map_err(|e| {
+            SolidError::server(code::BAD_REQUEST, format!("record from node {from}: {e}"))
+        })?;
+        match grid.propose(Proposal::Data(record)).await? {
+            Outcome::Committed { index } | Outcome::ChangeCommitted { index, .. } => Ok(index),
+        }
+    }
+
+    /// This node's grid handle and view when it leads (18503/18502 otherwise).
+    fn leader_grid(&self) -> SolidResult<(GridHandle, GridView)> {
         let grid = self
             .grid()
             .ok_or_else(|| SolidError::grid(code::NO_LEADER, "this node is not in a grid"))?;
@@ -529,12 +539,7 @@ impl NodeRuntime {
         if !view.is_leader() {
             return Err(view.not_leader_error());
         }
-        LogRecord::decode(&record).map_err(|e| {
-            SolidError::server(code::BAD_REQUEST, format!("record from node {from}: {e}"))
-        })?;
-        match grid.propose(Proposal::Data(record)).await? {
-            Outcome::Committed { index } | Outcome::ChangeCommitted { index, .. } => Ok(index),
-        }
+        Ok((grid, view))
     }
 
     /// A primary's side of `PrimaryExecute`.
@@ -1084,13 +1089,7 @@ impl NodeRuntime {
     /// copy being loaded with its progress, rate and ETA (leader only: the GAM runs there).
     pub fn grid_status(&self) -> SolidResult<Output> {
         let engine = self.require_engine()?;
-        let grid = self
-            .grid()
-            .ok_or_else(|| SolidError::grid(code::NO_LEADER, "this node is not in a grid"))?;
-        let view = grid.view();
-        if !view.is_leader() {
-            return Err(view.not_leader_error());
-        }
+        let (_, view) = self.leader_grid()?;
         let name = |n: NodeId| {
             view.topology
                 .members
@@ -1155,16 +1154,7 @@ impl NodeRuntime {
             "ETA",
             "ERROR",
         ];
-        Ok(Output::Rows {
-            columns: header
-                .iter()
-                .map(|h| (h.to_string(), "VARCHAR".to_string()))
-                .collect(),
-            rows: rows
-                .into_iter()
-                .map(|r| r.into_iter().map(Value::Text).collect())
-                .collect(),
-        })
+        Ok(exec::text_rows(&header, rows))
     }
 }
 

@@ -78,6 +78,20 @@ fn get_table(snap: &Snapshot, name: &str) -> SolidResult<TableDef> {
         .ok_or_else(|| table_not_found(name))
 }
 
+/// A result of text columns (what the `ADMIN COMMAND`s answer).
+pub fn text_rows(header: &[&str], rows: Vec<Vec<String>>) -> Output {
+    Output::Rows {
+        columns: header
+            .iter()
+            .map(|h| (h.to_string(), "VARCHAR".to_string()))
+            .collect(),
+        rows: rows
+            .into_iter()
+            .map(|r| r.into_iter().map(Value::Text).collect())
+            .collect(),
+    }
+}
+
 /// Executes one statement against `snap`. `ADMIN COMMAND` and the grid statements are the
 /// server's business (it intercepts them before calling this) and are refused here.
 pub fn execute(snap: &Snapshot, user: &SessionUser, stmt: &Statement) -> SolidResult<Output> {

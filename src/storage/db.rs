@@ -505,6 +505,17 @@ fn placement_key(table_id: u64, partition: u32) -> [u8; 12] {
     k
 }
 
+/// The keys of one partition's entries in the tables keyed `table_id ‖ partition ‖ …`
+/// (`placement`, `load_state`, `deferred`, `lost_copies`): `from..to`.
+fn partition_keys(table_id: u64, partition: u32) -> ([u8; 12], [u8; 12]) {
+    let from = placement_key(table_id, partition);
+    let to = match partition.checked_add(1) {
+        Some(next) => placement_key(table_id, next),
+        None => placement_key(table_id + 1, 0),
+    };
+    (from, to)
+}
+
 fn partition_range(table_id: u64, partition: u32) -> (Vec<u8>, Vec<u8>) {
     let from = row_key(table_id, &partition.to_be_bytes());
     let to = match partition.checked_add(1) {
@@ -550,13 +561,9 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
                 partition,
                 index,
             } => {
-                let k = placement_key(*table_id, *partition);
+                let (k, to) = partition_keys(*table_id, *partition);
                 lost.insert(k.as_slice(), *index)?;
                 load_state.remove(k.as_slice())?;
-                let to = match partition.checked_add(1) {
-                    Some(next) => placement_key(*table_id, next),
-                    None => placement_key(table_id + 1, 0),
-                };
                 deferred.retain_in(k.as_slice()..to.as_slice(), |_, _| false)?;
             }
             Change::DeferRow {
@@ -577,11 +584,7 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
                 partition,
                 snapshot_index,
             } => {
-                let from = placement_key(*table_id, *partition);
-                let to = match partition.checked_add(1) {
-                    Some(next) => placement_key(*table_id, next),
-                    None => placement_key(table_id + 1, 0),
-                };
+                let (from, to) = partition_keys(*table_id, *partition);
                 let mut later = Vec::new();
                 for entry in deferred.range(from.as_slice()..to.as_slice())? {
                     let (k, v) = entry?;
@@ -615,11 +618,7 @@ fn apply_changes(txn: &WriteTransaction, seq: u64, changes: &[Change]) -> Result
                 table_id,
                 partition,
             } => {
-                let from = placement_key(*table_id, *partition);
-                let to = match partition.checked_add(1) {
-                    Some(next) => placement_key(*table_id, next),
-                    None => placement_key(table_id + 1, 0),
-                };
+                let (from, to) = partition_keys(*table_id, *partition);
                 deferred.retain_in(from.as_slice()..to.as_slice(), |_, _| false)?;
                 load_state.remove(from.as_slice())?;
                 lost.remove(from.as_slice())?;
