@@ -37,6 +37,8 @@ const COMPACT_ENTRIES: usize = 10_000;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on waiting for a proposal's outcome; past it the outcome is unknown.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Queued requests handled before a tick (bounded, so a flood cannot starve the ticks).
+const MAX_DRAINED_BEFORE_TICK: usize = 256;
 
 /// What a joining node receives at grid start: the grid's common data as of `index`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -364,7 +366,32 @@ impl Driver {
                     None | Some(Request::Stop) => break,
                     Some(req) => self.handle(req),
                 },
-                _ = ticker.tick() => self.step(Input::Tick, None),
+                _ = ticker.tick() => {
+                    // Requests that queued while this task was busy (a slow fsync, a large
+                    // apply) go first: a leader that ticked before reading the replies
+                    // waiting for it would find its followers silent and step down.
+                    let mut result = Ok(());
+                    let mut stop = false;
+                    for _ in 0..MAX_DRAINED_BEFORE_TICK {
+                        match rx.try_recv() {
+                            Ok(Request::Stop) => {
+                                stop = true;
+                                break;
+                            }
+                            Ok(req) => {
+                                result = self.handle(req);
+                                if result.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if stop {
+                        break;
+                    }
+                    result.and_then(|()| self.step(Input::Tick, None))
+                }
             };
             if let Err(e) = result {
                 self.msglog
@@ -742,9 +769,24 @@ impl Driver {
                     .map(|t| (id, now.saturating_sub(t)))
             })
             .collect();
-        *self.view.write() = GridView {
+        let mut view = self.view.write();
+        let role = self.core.role();
+        if view.role != Some(role) && (role == Role::Leader || view.role == Some(Role::Leader)) {
+            // Leadership changes go to solmsg.out, so a failure says when and in which term.
+            self.msglog.info(format!(
+                "grid {}: this node {} the grid leader in term {}",
+                topology.grid,
+                if role == Role::Leader {
+                    "became"
+                } else {
+                    "is no longer"
+                },
+                self.core.term()
+            ));
+        }
+        *view = GridView {
             node_id: self.core.id(),
-            role: Some(self.core.role()),
+            role: Some(role),
             ready_leader: self.core.is_ready_leader(),
             term: self.core.term(),
             leader: self.core.leader(),
