@@ -37,8 +37,6 @@ const COMPACT_ENTRIES: usize = 10_000;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on waiting for a proposal's outcome; past it the outcome is unknown.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Queued requests handled before a tick (bounded, so a flood cannot starve the ticks).
-const MAX_DRAINED_BEFORE_TICK: usize = 256;
 
 /// What a joining node receives at grid start: the grid's common data as of `index`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,32 +364,7 @@ impl Driver {
                     None | Some(Request::Stop) => break,
                     Some(req) => self.handle(req),
                 },
-                _ = ticker.tick() => {
-                    // Requests that queued while this task was busy (a slow fsync, a large
-                    // apply) go first: a leader that ticked before reading the replies
-                    // waiting for it would find its followers silent and step down.
-                    let mut result = Ok(());
-                    let mut stop = false;
-                    for _ in 0..MAX_DRAINED_BEFORE_TICK {
-                        match rx.try_recv() {
-                            Ok(Request::Stop) => {
-                                stop = true;
-                                break;
-                            }
-                            Ok(req) => {
-                                result = self.handle(req);
-                                if result.is_err() {
-                                    break;
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if stop {
-                        break;
-                    }
-                    result.and_then(|()| self.step(Input::Tick, None))
-                }
+                _ = ticker.tick() => self.step(Input::Tick, None),
             };
             if let Err(e) = result {
                 self.msglog
