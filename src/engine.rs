@@ -531,20 +531,6 @@ impl Engine {
         self.snapshot()?.grid_applied_index().map_err(storage_error)
     }
 
-    /// Applies a committed grid-log data entry at `index`, durably (transaction log fsync),
-    /// recording the index with it; see [`Engine::apply_replicated_batch`].
-    pub fn apply_replicated(
-        &self,
-        index: u64,
-        record: LogRecord,
-        me: Option<u64>,
-    ) -> SolidResult<Option<String>> {
-        Ok(self
-            .apply_replicated_batch(vec![(index, record)], me)?
-            .pop()
-            .flatten())
-    }
-
     /// Applies consecutive committed grid-log data entries `(index, record)`, each recording
     /// its index in the same local log record, with **one** fsync for the whole batch
     /// (before any of them reaches the database file): the grid log already holds them

@@ -364,27 +364,8 @@ impl NodeRuntime {
             let mut changes = changes.clone();
             // A new partitioned table is placed in the same entry: its (empty) partitions
             // get their copies and primaries on the online members at once.
-            let online = view.topology.voters();
-            let placements: Vec<_> = changes
-                .iter()
-                .filter_map(|c| match c {
-                    crate::storage::db::Change::CreateTable(def) => {
-                        def.partitioning.as_ref().map(|p| {
-                            crate::grid::gam::initial_placement(
-                                &online,
-                                def.id,
-                                &def.name,
-                                p.replication_factor,
-                                p.partitions,
-                            )
-                        })
-                    }
-                    _ => None,
-                })
-                .collect();
-            for t in &placements {
-                changes.extend(partitioned::placement_changes(t));
-            }
+            let placements = partitioned::new_table_placements(&changes, &view.topology.voters());
+            changes.extend(placements);
             let record = LogRecord { changes };
             grid.propose(Proposal::Data(record.encode())).await?;
         }

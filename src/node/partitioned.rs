@@ -499,15 +499,11 @@ impl NodeRuntime {
             }
         };
         // Acknowledged only once this primary applied it: a read here sees it.
-        let deadline = Instant::now() + DATA_RPC_TIMEOUT;
-        while engine.grid_applied_index()? < index {
-            if Instant::now() >= deadline {
-                return Err(SolidError::grid(
-                    code::OUTCOME_UNKNOWN,
-                    "outcome unknown: the write committed but this node did not apply it in time",
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        if !applied_within(engine, index).await? {
+            return Err(SolidError::grid(
+                code::OUTCOME_UNKNOWN,
+                "outcome unknown: the write committed but this node did not apply it in time",
+            ));
         }
         match engine.rejection(index) {
             None => Ok(()),
@@ -952,17 +948,17 @@ impl NodeRuntime {
         }
         let snap = engine.read_snapshot()?;
         let mut changes = Vec::new();
+        let mut tables = snap.placements().map_err(storage)?;
         // Tables without placement (created before the grid): every copy is on this node.
         for def in snap.tables().map_err(storage)? {
             let Some(p) = &def.partitioning else { continue };
-            if !snap.placement(def.id).map_err(storage)?.is_empty() {
+            if tables.iter().any(|t| t.table_id == def.id) {
                 continue;
             }
             let placed =
                 gam::initial_placement(&[view.node_id], def.id, &def.name, 1, p.partitions);
             changes.extend(placement_changes(&placed));
         }
-        let mut tables = snap.placements().map_err(storage)?;
         drop(snap);
         // Loads: ask every node with a loading copy how it goes.
         let mut statuses: BTreeMap<(NodeId, u64, u32), pb::LoadProgress> = BTreeMap::new();
@@ -1160,21 +1156,50 @@ impl NodeRuntime {
 
 /// Waits until this node applied the grid log through `index` (bounded).
 async fn wait_applied(engine: &Engine, index: u64) -> SolidResult<()> {
+    if applied_within(engine, index).await? {
+        Ok(())
+    } else {
+        Err(SolidError::grid(
+            code::NODE_UNREACHABLE,
+            format!("this node did not reach grid index {index} in time"),
+        ))
+    }
+}
+
+/// Whether this node applies the grid log through `index` within [`DATA_RPC_TIMEOUT`].
+async fn applied_within(engine: &Engine, index: u64) -> SolidResult<bool> {
     let deadline = Instant::now() + DATA_RPC_TIMEOUT;
     while engine.grid_applied_index()? < index {
         if Instant::now() >= deadline {
-            return Err(SolidError::grid(
-                code::NODE_UNREACHABLE,
-                format!("this node did not reach grid index {index} in time"),
-            ));
+            return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The initial placement of every partitioned table that `changes` create, on `online`.
+pub(super) fn new_table_placements(changes: &[Change], online: &[NodeId]) -> Vec<Change> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateTable(def) => def.partitioning.as_ref().map(|p| {
+                gam::initial_placement(
+                    online,
+                    def.id,
+                    &def.name,
+                    p.replication_factor,
+                    p.partitions,
+                )
+            }),
+            _ => None,
+        })
+        .flat_map(|t| placement_changes(&t))
+        .collect()
 }
 
 /// The `SetPlacement` changes of a whole table's placement.
-pub(super) fn placement_changes(t: &TablePlacement) -> Vec<Change> {
+fn placement_changes(t: &TablePlacement) -> Vec<Change> {
     t.partitions
         .iter()
         .enumerate()
