@@ -1251,12 +1251,6 @@ impl Core {
         if n > self.commit {
             self.commit = n;
             self.apply_committed(out);
-            // Tell the followers at once rather than with the next heartbeat: a partition's
-            // primary that is not the leader acknowledges a write only once it applied it,
-            // and waiting for the heartbeat added up to its interval to every such write.
-            if self.role == Role::Leader {
-                self.broadcast_append(out);
-            }
         }
     }
 
